@@ -1,0 +1,188 @@
+//! Why a request failed, who is to blame, and the HTTP answer for it — in one
+//! place, so every layer maps failures the same way.
+
+use std::error::Error as StdError;
+use std::io;
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::body::{self, Body, BoxError};
+
+/// A failure podgate answers for itself. The body of the answer is a short
+/// text naming the cause; internals stay in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    // The client's fault: 4xx.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("request target too long")]
+    UriTooLong,
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    #[error("request body larger than the limit")]
+    BodyTooLarge,
+    #[error("client stopped sending the request body")]
+    BodyTimeout,
+    #[error("client request body failed")]
+    ClientBody(#[source] BoxError),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+
+    // The app's fault: 502/503/504.
+    #[error("app is not listening")]
+    AppRefused(#[source] BoxError),
+    #[error("app is starting")]
+    AppStarting(#[source] BoxError),
+    #[error("app did not accept the connection in time")]
+    ConnectTimeout,
+    #[error("app did not respond in time")]
+    ResponseTimeout,
+    #[error("app closed the connection without a response")]
+    AppClosed(#[source] BoxError),
+    #[error("app sent an invalid response")]
+    BadResponse(#[source] BoxError),
+    #[error("app is busy")]
+    Overloaded,
+    #[error("podgate is shutting down")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        use ProxyError::*;
+        match self {
+            BadRequest(_) | ClientBody(_) => StatusCode::BAD_REQUEST,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppRefused(_) | AppClosed(_) | BadResponse(_) => StatusCode::BAD_GATEWAY,
+            AppStarting(_) | Overloaded | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ConnectTimeout | ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// True when the app (not the client) is to blame: worth a warning.
+    pub fn is_upstream(&self) -> bool {
+        self.status().is_server_error()
+    }
+
+    /// A short, stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            BadRequest(_) => "bad_request",
+            UriTooLong => "uri_too_long",
+            HeadersTooLarge => "headers_too_large",
+            BodyTooLarge => "body_too_large",
+            BodyTimeout => "body_timeout",
+            ClientBody(_) => "client_body",
+            MethodNotAllowed => "method_not_allowed",
+            AppRefused(_) => "app_refused",
+            AppStarting(_) => "app_starting",
+            ConnectTimeout => "connect_timeout",
+            ResponseTimeout => "response_timeout",
+            AppClosed(_) => "app_closed",
+            BadResponse(_) => "bad_response",
+            Overloaded => "overloaded",
+            ShuttingDown => "shutting_down",
+        }
+    }
+
+    pub fn to_response(&self) -> Response<Body> {
+        let status = self.status();
+        let mut text = self.to_string();
+        text.push('\n');
+        let mut resp = Response::new(body::full(text));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(
+            self,
+            ProxyError::BadRequest(_)
+                | ProxyError::BodyTooLarge
+                | ProxyError::BodyTimeout
+                | ProxyError::ClientBody(_)
+                | ProxyError::UriTooLong
+                | ProxyError::HeadersTooLarge
+        ) {
+            // The rest of the connection cannot be trusted to be in sync.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp.extensions_mut().insert(ErrorKind(self.kind()));
+        resp
+    }
+}
+
+/// Marks a response podgate generated itself, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorKind(pub &'static str);
+
+/// Raised by the body-limit wrapper when a streamed body crosses the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than the limit")]
+pub struct BodyTooLarge;
+
+/// Walks an error's source chain for a cause of type `T`.
+pub fn find_cause<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// Classifies a failure of the pooled client. Errors caused by the client's
+/// own body (too large, too slow) are the client's fault, not the app's.
+pub fn classify_client_error(err: &hyper_util::client::legacy::Error, app_seen: bool) -> ProxyError {
+    let dyn_err: &(dyn StdError + 'static) = err;
+    if find_cause::<BodyTooLarge>(dyn_err).is_some() {
+        return ProxyError::BodyTooLarge;
+    }
+    if find_cause::<tower_http::timeout::TimeoutError>(dyn_err).is_some() {
+        return ProxyError::BodyTimeout;
+    }
+    let boxed: BoxError = err.to_string().into();
+    if err.is_connect() {
+        if let Some(io) = find_cause::<io::Error>(dyn_err) {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return ProxyError::ConnectTimeout;
+            }
+        }
+        let detail: BoxError = root_cause(dyn_err).into();
+        return if app_seen {
+            ProxyError::AppRefused(detail)
+        } else {
+            ProxyError::AppStarting(detail)
+        };
+    }
+    if let Some(h) = find_cause::<hyper::Error>(dyn_err) {
+        if h.is_parse() || h.is_parse_status() {
+            return ProxyError::BadResponse(boxed);
+        }
+        if h.is_user() {
+            // A user error on the client side is the request body failing.
+            return ProxyError::ClientBody(boxed);
+        }
+    }
+    ProxyError::AppClosed(boxed)
+}
+
+fn root_cause(err: &(dyn StdError + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

@@ -1,0 +1,217 @@
+//! The header-normalisation middleware: applies [`crate::headers`] to every
+//! request on its way to the app and to every response on its way back.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Version};
+use ipnet::IpNet;
+use tower::{Layer, Service};
+
+use crate::body::Body;
+use crate::error::{ErrorKind, ProxyError};
+use crate::headers::{self, Peer, UnderscorePolicy};
+use crate::server::ConnInfo;
+
+/// Settings the normaliser needs, taken from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct NormalizeConfig {
+    pub trusted_proxies: Vec<IpNet>,
+    pub request_id_header: HeaderName,
+    pub underscore_headers: UnderscorePolicy,
+    pub max_uri: usize,
+    pub hide_headers: Vec<HeaderName>,
+}
+
+impl NormalizeConfig {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self {
+            trusted_proxies: c.trusted_proxies.clone(),
+            request_id_header: c.request_id_header.clone(),
+            underscore_headers: c.underscore_headers,
+            max_uri: c.max_uri,
+            hide_headers: c.hide_headers.clone(),
+        }
+    }
+}
+
+/// Set on the request for the proxy when an upgrade is to be tunnelled.
+#[derive(Debug, Clone, Copy)]
+pub struct UpgradeRequested;
+
+/// What the normaliser learnt, handed back on the response for the access log.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    pub client: IpAddr,
+    pub request_id: HeaderValue,
+}
+
+#[derive(Clone)]
+pub struct NormalizeLayer {
+    config: Arc<NormalizeConfig>,
+}
+
+impl NormalizeLayer {
+    pub fn new(config: NormalizeConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for NormalizeLayer {
+    type Service = Normalize<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Normalize {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Normalize<S> {
+    inner: S,
+    config: Arc<NormalizeConfig>,
+}
+
+impl<S, B> Service<Request<B>> for Normalize<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let cfg = self.config.clone();
+        let conn = req.extensions().get::<ConnInfo>().copied();
+        let peer_ip = conn.map(|c| c.peer.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+
+        // The request id comes first so that even a refused request has one.
+        let request_id = match req.headers().get(&cfg.request_id_header) {
+            Some(v)
+                if headers::valid_request_id(v)
+                    && req.headers().get_all(&cfg.request_id_header).iter().count() == 1 =>
+            {
+                v.clone()
+            }
+            _ => headers::new_request_id(),
+        };
+
+        let facts = RequestFacts {
+            client: peer_ip,
+            request_id: request_id.clone(),
+        };
+        match prepare(&mut req, &cfg, conn, request_id) {
+            Ok(client) => {
+                let facts = RequestFacts { client, ..facts };
+                let fut = self.inner.call(req);
+                Box::pin(async move {
+                    let Ok(mut resp) = fut.await;
+                    finish_response(&mut resp, &cfg, facts);
+                    Ok(resp)
+                })
+            }
+            Err(e) => {
+                let mut resp = e.to_response();
+                finish_response(&mut resp, &cfg, facts);
+                Box::pin(std::future::ready(Ok(resp)))
+            }
+        }
+    }
+}
+
+/// Everything done to a request before it may go to the app. Returns the
+/// resolved client address.
+fn prepare<B>(
+    req: &mut Request<B>,
+    cfg: &NormalizeConfig,
+    conn: Option<ConnInfo>,
+    request_id: HeaderValue,
+) -> Result<IpAddr, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    let uri = req.uri();
+    let target_len = uri.path_and_query().map(|p| p.as_str().len()).unwrap_or(0);
+    if target_len > cfg.max_uri {
+        return Err(ProxyError::UriTooLong);
+    }
+    if uri.path_and_query().is_none_or(|p| !p.as_str().starts_with('/')) {
+        // asterisk-form (`OPTIONS *`) and authority-form targets are not
+        // something an app behind a sidecar can answer.
+        return Err(ProxyError::BadRequest("unsupported request target"));
+    }
+    let is_h2 = req.version() == Version::HTTP_2;
+    let require_host = req.version() == Version::HTTP_11;
+    // HTTP/2 carries the authority in :authority, already in the URI.
+    if !is_h2 {
+        headers::check_framing(req.headers(), require_host)
+            .map_err(|a| ProxyError::BadRequest(a.reason()))?;
+    }
+    if headers::apply_underscore_policy(req.headers_mut(), cfg.underscore_headers).is_err() {
+        return Err(ProxyError::BadRequest("header name with underscore"));
+    }
+
+    // The authority of an absolute-form or HTTP/2 target wins over Host
+    // (RFC 9112 §3.2.2, RFC 9113 §8.3.1); the app only ever sees Host.
+    if let Some(auth) = req.uri().authority() {
+        let v = HeaderValue::from_str(auth.as_str())
+            .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
+        if !headers::valid_host(&v) {
+            return Err(ProxyError::BadRequest("invalid authority"));
+        }
+        req.headers_mut().insert(header::HOST, v);
+    }
+
+    let upgrade = !is_h2 && headers::is_upgrade_request(req.headers());
+    headers::remove_hop_by_hop(req.headers_mut(), upgrade);
+    if upgrade {
+        req.extensions_mut().insert(UpgradeRequested);
+    }
+    // hyper has already answered `Expect: 100-continue`; the app gets the body.
+    req.headers_mut().remove(header::EXPECT);
+
+    let client = match conn {
+        Some(c) => {
+            let host = req.headers().get(header::HOST).cloned();
+            headers::apply_forwarded(
+                req.headers_mut(),
+                Peer {
+                    ip: c.peer.ip(),
+                    local_port: c.local.port(),
+                    tls: false,
+                },
+                &cfg.trusted_proxies,
+                host.as_ref(),
+            )
+        }
+        None => IpAddr::from([127, 0, 0, 1]),
+    };
+    req.headers_mut()
+        .insert(cfg.request_id_header.clone(), request_id);
+    Ok(client)
+}
+
+fn finish_response(resp: &mut Response<Body>, cfg: &NormalizeConfig, facts: RequestFacts) {
+    // podgate's own error answers may carry `Connection: close` on purpose.
+    if resp.extensions().get::<ErrorKind>().is_none() {
+        let upgrading = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        headers::remove_hop_by_hop(resp.headers_mut(), upgrading);
+    }
+    headers::hide(resp.headers_mut(), &cfg.hide_headers);
+    resp.headers_mut()
+        .insert(cfg.request_id_header.clone(), facts.request_id.clone());
+    resp.extensions_mut().insert(facts);
+}

@@ -1,0 +1,343 @@
+//! The forwarding service: one pooled HTTP/1.1 client to the app, built at
+//! start-up, plus the upgrade tunnel and the keep-alive-race retry.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as HttpBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+use tower_http::timeout::TimeoutBody;
+
+use crate::body::{self, Body, BoxError};
+use crate::error::{classify_client_error, find_cause, ProxyError};
+use crate::health::AppHealth;
+use crate::metrics::Metrics;
+use crate::normalize::UpgradeRequested;
+
+/// Bodies of idempotent requests up to this size are buffered so that a
+/// request lost to the keep-alive race can be sent again, whole.
+const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// Time spent waiting for the app's response head, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTiming(pub Duration);
+
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client<HttpConnector, Body>,
+    app_addr: SocketAddr,
+    authority: Authority,
+    connect_timeout: Duration,
+    upstream_timeout: Duration,
+    health: Arc<AppHealth>,
+    metrics: Arc<Metrics>,
+    tunnels: TaskTracker,
+}
+
+/// What the proxy needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub app_addr: SocketAddr,
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+}
+
+impl ProxyConfig {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self {
+            app_addr: c.app_addr,
+            connect_timeout: c.connect_timeout,
+            upstream_timeout: c.upstream_timeout,
+            pool_idle_timeout: c.pool_idle_timeout,
+            pool_max_idle: c.pool_max_idle,
+        }
+    }
+}
+
+impl Proxy {
+    pub fn new(
+        cfg: ProxyConfig,
+        health: Arc<AppHealth>,
+        metrics: Arc<Metrics>,
+        tunnels: TaskTracker,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout)
+            .pool_max_idle_per_host(cfg.pool_max_idle)
+            .http1_preserve_header_case(true)
+            // Host is the client's, set by the normaliser; never rewrite it.
+            .set_host(false)
+            .retry_canceled_requests(true)
+            .build(connector);
+        let authority = Authority::try_from(cfg.app_addr.to_string().as_str())
+            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                app_addr: cfg.app_addr,
+                authority,
+                connect_timeout: cfg.connect_timeout,
+                upstream_timeout: cfg.upstream_timeout,
+                health,
+                metrics,
+                tunnels,
+            }),
+        }
+    }
+}
+
+impl Service<Request<Body>> for Proxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let mut resp = match forward(&inner, req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    inner.metrics.upstream_error(e.kind());
+                    if e.is_upstream() {
+                        tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(|s| s.to_string()), "request to app failed");
+                    }
+                    e.to_response()
+                }
+            };
+            resp.extensions_mut().insert(UpstreamTiming(started.elapsed()));
+            Ok(resp)
+        })
+    }
+}
+
+/// The request parts kept for a retry.
+struct Replay {
+    method: Method,
+    path: PathAndQuery,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>, ProxyError> {
+    let upgrade = req.extensions_mut().remove::<UpgradeRequested>().is_some();
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(inner.authority.clone())
+        .path_and_query(path.clone())
+        .build()
+        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    *req.uri_mut() = uri;
+    // The app always speaks HTTP/1.1 with podgate, whatever the client spoke.
+    *req.version_mut() = Version::HTTP_11;
+
+    // Decide whether this request could be sent twice, and make that possible.
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    let mut replay = None;
+    let wants_replay = idempotent
+        && !upgrade
+        && (req.body().is_end_stream()
+            || req.body().size_hint().upper().is_some_and(|n| n <= REPLAY_LIMIT));
+    if wants_replay {
+        let (parts, b) = req.into_parts();
+        let bytes = if b.is_end_stream() {
+            Bytes::new()
+        } else {
+            b.collect().await.map_err(client_body_error)?.to_bytes()
+        };
+        replay = Some(Replay {
+            method: parts.method.clone(),
+            path: path.clone(),
+            headers: parts.headers.clone(),
+            body: bytes.clone(),
+        });
+        let b = if bytes.is_empty() { body::empty() } else { body::full(bytes) };
+        req = Request::from_parts(parts, b);
+    }
+
+    let sent = tokio::time::timeout(inner.upstream_timeout, inner.client.request(req)).await;
+    let resp = match sent {
+        Err(_) => return Err(ProxyError::ResponseTimeout),
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => match replay {
+            Some(r) if is_retryable(&e) => {
+                tracing::debug!(error = %e, "pooled connection to app failed before any response; retrying on a fresh one");
+                inner.metrics.upstream_retry();
+                match tokio::time::timeout(inner.upstream_timeout, send_fresh(inner, r)).await {
+                    Err(_) => return Err(ProxyError::ResponseTimeout),
+                    Ok(Ok(resp)) => resp,
+                    Ok(Err(e)) => return Err(classify_fresh_error(e, inner)),
+                }
+            }
+            _ => return Err(classify_client_error(&e, inner.health.seen())),
+        },
+    };
+    inner.health.mark_seen();
+    respond(inner, resp, client_upgrade)
+}
+
+fn client_body_error(e: BoxError) -> ProxyError {
+    if find_cause::<crate::error::BodyTooLarge>(&*e).is_some() {
+        ProxyError::BodyTooLarge
+    } else if find_cause::<tower_http::timeout::TimeoutError>(&*e).is_some() {
+        ProxyError::BodyTimeout
+    } else {
+        ProxyError::ClientBody(e)
+    }
+}
+
+/// A reused connection that died before any response byte: the keep-alive
+/// race (the app closed it while the request was on its way).
+fn is_retryable(e: &hyper_util::client::legacy::Error) -> bool {
+    if e.is_connect() {
+        return false;
+    }
+    let dyn_err: &(dyn std::error::Error + 'static) = e;
+    if let Some(h) = find_cause::<hyper::Error>(dyn_err) {
+        if h.is_incomplete_message() || h.is_canceled() {
+            return true;
+        }
+    }
+    find_cause::<io::Error>(dyn_err).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+        )
+    })
+}
+
+/// Sends a replayed request on a brand-new connection, outside the pool, so
+/// the retry cannot meet another stale pooled connection.
+async fn send_fresh(inner: &Inner, r: Replay) -> Result<Response<Incoming>, BoxError> {
+    let stream = tokio::time::timeout(inner.connect_timeout, TcpStream::connect(inner.app_addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, Body>(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = Request::new(if r.body.is_empty() {
+        body::empty()
+    } else {
+        body::full(r.body)
+    });
+    *req.method_mut() = r.method;
+    *req.uri_mut() = Uri::from(r.path);
+    *req.headers_mut() = r.headers;
+    Ok(sender.send_request(req).await?)
+}
+
+fn classify_fresh_error(e: BoxError, inner: &Inner) -> ProxyError {
+    if let Some(io) = find_cause::<io::Error>(&*e) {
+        match io.kind() {
+            io::ErrorKind::TimedOut => return ProxyError::ConnectTimeout,
+            io::ErrorKind::ConnectionRefused => {
+                return if inner.health.seen() {
+                    ProxyError::AppRefused(e)
+                } else {
+                    ProxyError::AppStarting(e)
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(h) = find_cause::<hyper::Error>(&*e) {
+        if h.is_parse() || h.is_parse_status() {
+            return ProxyError::BadResponse(e);
+        }
+    }
+    ProxyError::AppClosed(e)
+}
+
+fn respond(
+    inner: &Inner,
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<Body>, ProxyError> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::BadResponse("101 Switching Protocols without an upgrade request".into()));
+        };
+        let app_upgrade = hyper::upgrade::on(&mut resp);
+        inner.tunnels.spawn(tunnel(client_upgrade, app_upgrade));
+        let (parts, _) = resp.into_parts();
+        return Ok(Response::from_parts(parts, body::empty()));
+    }
+    // Never leak the app's protocol version (an HTTP/1.0 app) to the client;
+    // hyper writes the version that fits the client's connection.
+    *resp.version_mut() = Version::HTTP_11;
+    let (parts, b) = resp.into_parts();
+    let b = if b.is_end_stream() {
+        body::empty()
+    } else {
+        // A stall inside the response body counts like a slow response head.
+        body::boxed(TimeoutBody::new(inner.upstream_timeout, b))
+    };
+    Ok(Response::from_parts(parts, b))
+}
+
+/// Copies bytes both ways between the upgraded client and app connections,
+/// with no size limit, until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, app: hyper::upgrade::OnUpgrade) {
+    let (client, app) = match tokio::try_join!(client, app) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut app = TokioIo::new(app);
+    match tokio::io::copy_bidirectional(&mut client, &mut app).await {
+        Ok((up, down)) => tracing::debug!(bytes_to_app = up, bytes_to_client = down, "tunnel closed"),
+        Err(e) => tracing::debug!(error = %e, "tunnel closed with an error"),
+    }
+}

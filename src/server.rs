@@ -1,0 +1,444 @@
+//! The client-facing listener: accept loop, connection limit, protocol
+//! detection (HTTP/1.x or h2c with prior knowledge), and per-connection
+//! timeouts.
+//!
+//! Timeouts are enforced here rather than by hyper's `header_read_timeout`,
+//! because hyper's doubles as the keep-alive idle timeout, and podgate needs
+//! the two apart: a short head timeout against slow clients, and an idle
+//! timeout longer than the ingress controller's upstream keep-alive, or the
+//! ingress meets the keep-alive race and answers 502. A watchdog beside each
+//! connection tracks three phases:
+//!  * waiting for a request head since its first byte (or since connecting):
+//!    `header_timeout`;
+//!  * idle between requests: `idle_timeout`;
+//!  * requests in flight: no connection-level limit (body and upstream
+//!    timeouts apply to the request itself).
+//! The protocol sniff waits at most `header_timeout` for the first bytes,
+//! which also closes clients that connect and send nothing (the auto builder
+//! of hyper-util would wait forever, hyper #3756).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::{Service, ServiceExt};
+
+use crate::body::BoxError;
+use crate::metrics::Metrics;
+
+/// Facts about the client connection, put on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self {
+            header_timeout: c.header_timeout,
+            idle_timeout: c.idle_timeout,
+            max_header_bytes: c.max_header_bytes,
+            max_headers: c.max_headers,
+            max_connections: c.max_connections,
+        }
+    }
+}
+
+/// Runs the accept loop until `stop_accepting` is cancelled; then closes the
+/// listener and asks every connection to finish (`Connection: close` on
+/// HTTP/1.1, GOAWAY on HTTP/2). Connection tasks are spawned on `tracker` so
+/// the caller can wait for them to drain.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    svc: S,
+    cfg: ServerConfig,
+    metrics: Arc<Metrics>,
+    stop_accepting: CancellationToken,
+    tracker: TaskTracker,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let cfg = Arc::new(cfg);
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let close_conns = stop_accepting.child_token();
+    loop {
+        // Waiting for a permit leaves further connections in the kernel's
+        // backlog instead of exhausting file descriptors.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop_accepting.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop_accepting.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let svc = svc.clone();
+        let cfg = cfg.clone();
+        let metrics = metrics.clone();
+        let close = close_conns.clone();
+        tracker.spawn(async move {
+            metrics.connection_opened();
+            handle(stream, ConnInfo { peer, local }, svc, &cfg, close).await;
+            metrics.connection_closed();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!("listener closed; finishing open connections");
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads ahead (without consuming) until the bytes tell HTTP/1 from h2c.
+async fn sniff_h2(stream: &TcpStream) -> io::Result<bool> {
+    let mut buf = [0u8; 24];
+    let mut last = 0;
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        if n == last {
+            // A partial preface with nothing new: wait a little, not a spin.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        last = n;
+    }
+}
+
+async fn handle<S, B>(stream: TcpStream, info: ConnInfo, svc: S, cfg: &ServerConfig, close: CancellationToken)
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let is_h2 = tokio::select! {
+        r = tokio::time::timeout(cfg.header_timeout, sniff_h2(&stream)) => match r {
+            Ok(Ok(h2)) => h2,
+            _ => return, // nothing sent in time, or gone
+        },
+        _ = close.cancelled() => return,
+    };
+    let activity = Arc::new(Activity::new(is_h2));
+    let io = TokioIo::new(ActivityIo {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let hsvc = ConnService {
+        inner: svc,
+        info,
+        activity: activity.clone(),
+    };
+    let watchdog = activity.watchdog(cfg.header_timeout, cfg.idle_timeout);
+    tokio::pin!(watchdog);
+
+    if is_h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_header_list_size(cfg.max_header_bytes as u32)
+            .max_concurrent_streams(250);
+        let conn = b.serve_connection(io, hsvc);
+        tokio::pin!(conn);
+        drive(conn.as_mut(), watchdog, &close, |c| c.graceful_shutdown()).await;
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.preserve_header_case(true)
+            .header_read_timeout(None)
+            .max_buf_size(cfg.max_header_bytes.max(8192) + 8192)
+            .max_header_size(cfg.max_header_bytes);
+        if cfg.max_headers != 100 {
+            b.max_headers(cfg.max_headers);
+        }
+        let conn = b.serve_connection(io, hsvc).with_upgrades();
+        tokio::pin!(conn);
+        drive(conn.as_mut(), watchdog, &close, |c| c.graceful_shutdown()).await;
+    }
+}
+
+/// Polls a connection to completion, closing it gracefully on shutdown and
+/// dropping it when the watchdog fires.
+async fn drive<C, W>(mut conn: Pin<&mut C>, mut watchdog: Pin<&mut W>, close: &CancellationToken, shutdown: fn(Pin<&mut C>))
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+    W: Future<Output = &'static str>,
+{
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            why = watchdog.as_mut() => {
+                tracing::debug!(reason = why, "closing client connection");
+                return;
+            }
+            _ = close.cancelled(), if !closing => {
+                closing = true;
+                shutdown(conn.as_mut());
+            }
+        }
+    }
+}
+
+/// The hyper-facing service of one connection: tags requests with the
+/// connection's facts and keeps the watchdog informed.
+struct ConnService<S> {
+    inner: S,
+    info: ConnInfo,
+    activity: Arc<Activity>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ActiveBody<B>>;
+    type Error = Infallible;
+    type Future = ConnFuture<tower::util::Oneshot<S, Request<Incoming>>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.info);
+        self.activity.begin();
+        ConnFuture {
+            fut: self.inner.clone().oneshot(req),
+            guard: Some(RequestGuard(self.activity.clone())),
+        }
+    }
+}
+
+pin_project! {
+    pub struct ConnFuture<F> {
+        #[pin]
+        fut: F,
+        guard: Option<RequestGuard>,
+    }
+}
+
+impl<F, B> Future for ConnFuture<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    type Output = Result<Response<ActiveBody<B>>, Infallible>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(resp) = std::task::ready!(this.fut.poll(cx));
+        let guard = this.guard.take();
+        Poll::Ready(Ok(resp.map(|inner| ActiveBody { inner, _guard: guard })))
+    }
+}
+
+/// Marks a request finished when its response body is done or dropped.
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request counted as in flight.
+    pub struct ActiveBody<B> {
+        #[pin]
+        inner: B,
+        _guard: Option<RequestGuard>,
+    }
+}
+
+impl<B> HttpBody for ActiveBody<B>
+where
+    B: HttpBody<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What the watchdog knows about a connection. Times are milliseconds since
+/// the connection was accepted.
+struct Activity {
+    epoch: Instant,
+    h2: bool,
+    in_flight: AtomicUsize,
+    idle_since: AtomicU64,
+    /// When the first byte of the next request head arrived; `NONE` if not yet.
+    head_since: AtomicU64,
+    served_one: AtomicBool,
+}
+
+const NONE: u64 = u64::MAX;
+
+impl Activity {
+    fn new(h2: bool) -> Self {
+        Self {
+            epoch: Instant::now(),
+            h2,
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            // The sniff saw bytes: the first head is under way from the start.
+            head_since: AtomicU64::new(if h2 { NONE } else { 0 }),
+            served_one: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(NONE, Ordering::Release);
+        self.served_one.store(true, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_since.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    fn on_read(&self) {
+        if !self.h2
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_since.load(Ordering::Acquire) == NONE
+        {
+            self.head_since.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    /// Resolves with a reason when the connection has outstayed its welcome.
+    async fn watchdog(self: Arc<Self>, header_timeout: Duration, idle_timeout: Duration) -> &'static str {
+        let header_ms = header_timeout.as_millis() as u64;
+        let idle_ms = idle_timeout.as_millis() as u64;
+        loop {
+            let now = self.now_ms();
+            let (deadline, why) = if self.in_flight.load(Ordering::Acquire) > 0 {
+                (now + header_ms.min(idle_ms), "")
+            } else {
+                let head = self.head_since.load(Ordering::Acquire);
+                if head != NONE {
+                    (head + header_ms, "request head not received in time")
+                } else {
+                    let since = self.idle_since.load(Ordering::Acquire);
+                    let served = self.served_one.load(Ordering::Relaxed);
+                    let limit = if served || self.h2 { idle_ms } else { header_ms };
+                    (since + limit, "idle timeout")
+                }
+            };
+            if !why.is_empty() && now >= deadline {
+                return why;
+            }
+            let wait = deadline.saturating_sub(now).max(1);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+}
+
+pin_project! {
+    /// The client socket, reporting reads to the watchdog.
+    struct ActivityIo {
+        #[pin]
+        inner: TcpStream,
+        activity: Arc<Activity>,
+    }
+}
+
+impl AsyncRead for ActivityIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.on_read();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for ActivityIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
