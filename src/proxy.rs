@@ -311,6 +311,15 @@ fn respond(
         let (parts, _) = resp.into_parts();
         return Ok(Response::from_parts(parts, body::empty()));
     }
+    // hyper lets Transfer-Encoding win over Content-Length; a response that
+    // carries both can be read two ways and is never forwarded.
+    if resp.headers().contains_key(http::header::TRANSFER_ENCODING)
+        && resp.headers().contains_key(http::header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::BadResponse(
+            "response with both Content-Length and Transfer-Encoding".into(),
+        ));
+    }
     // Never leak the app's protocol version (an HTTP/1.0 app) to the client;
     // hyper writes the version that fits the client's connection.
     *resp.version_mut() = Version::HTTP_11;

@@ -1,0 +1,372 @@
+//! Shared harness for behaviour tests over real sockets on loopback: apps
+//! that stand in for the upstream, podgate started in-process on port 0, and
+//! raw and high-level clients. Every wait is bounded so a bug fails fast.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Bounded await: a hang is a test failure, not a stuck CI.
+pub async fn within<F: Future>(d: Duration, f: F) -> F::Output {
+    tokio::time::timeout(d, f).await.expect("timed out")
+}
+
+pub type AppBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn full(b: impl Into<Bytes>) -> AppBody {
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
+}
+
+/// A hyper app on 127.0.0.1:0 answering with `handler`.
+pub async fn spawn_app<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<AppBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    serve_app_on(listener, handler, None);
+    addr
+}
+
+/// Like [`spawn_app`], closing idle keep-alive connections after `idle`
+/// (gunicorn and uvicorn do this after 2 s and 5 s).
+pub async fn spawn_app_with_idle<F, Fut>(handler: F, idle: Duration) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<AppBody>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    serve_app_on(listener, handler, Some(idle));
+    addr
+}
+
+pub fn serve_app_on<F, Fut>(listener: TcpListener, handler: F, idle: Option<Duration>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<AppBody>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let h = handler.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(req).await) }
+                });
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(TokioTimer::new());
+                // hyper's head timeout doubles as its keep-alive timeout: an
+                // app that drops idle connections after `idle`.
+                b.header_read_timeout(idle);
+                let _ = b
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+}
+
+/// An app that echoes what it received as JSON: method, raw target,
+/// version, headers in order (lowercase), and the body.
+pub async fn spawn_echo_app() -> SocketAddr {
+    spawn_app(|req: Request<Incoming>| async move {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let doc = serde_json::json!({
+            "method": parts.method.as_str(),
+            "target": parts.uri.to_string(),
+            "version": format!("{:?}", parts.version),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        });
+        let mut resp = Response::new(full(doc.to_string()));
+        resp.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        resp
+    })
+    .await
+}
+
+/// What a raw app received: the head exactly as sent, and the body bytes
+/// (decoded from chunked), or why reading failed.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    pub head: String,
+    pub body: Vec<u8>,
+    pub complete: bool,
+}
+
+/// A raw TCP app: records every request it receives and answers each with
+/// `response` bytes (written as given), then closes if `close` is set.
+pub async fn spawn_raw_app(response: &'static [u8], close: bool) -> (SocketAddr, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let r = tokio::time::timeout(Duration::from_secs(5), read_request(&mut stream, &mut buf)).await;
+                    let Ok(Some(rec)) = r else { return };
+                    let complete = rec.complete;
+                    log.lock().unwrap().push(rec);
+                    if !complete {
+                        return;
+                    }
+                    if stream.write_all(response).await.is_err() {
+                        return;
+                    }
+                    if close {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, log)
+}
+
+/// Reads one HTTP/1.1 request (head + Content-Length or chunked body) from
+/// `stream`, keeping surplus bytes in `buf`. `None` on EOF before a head.
+pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Received> {
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut tmp = [0u8; 8192];
+        let n = stream.read(&mut tmp).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    buf.drain(..head_end);
+    let lower = head.to_ascii_lowercase();
+    let mut rec = Received {
+        head,
+        body: Vec::new(),
+        complete: false,
+    };
+    if lower.contains("\r\ntransfer-encoding: chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(buf, b"\r\n") {
+                    break i;
+                }
+                if !fill(stream, buf).await {
+                    return Some(rec);
+                }
+            };
+            let size_str = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16).ok()?;
+            buf.drain(..line_end + 2);
+            if size == 0 {
+                // trailers until empty line
+                loop {
+                    if let Some(i) = find(buf, b"\r\n") {
+                        let empty = i == 0;
+                        buf.drain(..i + 2);
+                        if empty {
+                            rec.complete = true;
+                            return Some(rec);
+                        }
+                    } else if !fill(stream, buf).await {
+                        return Some(rec);
+                    }
+                }
+            }
+            while buf.len() < size + 2 {
+                if !fill(stream, buf).await {
+                    rec.body.extend_from_slice(&buf[..buf.len().min(size)]);
+                    return Some(rec);
+                }
+            }
+            rec.body.extend_from_slice(&buf[..size]);
+            buf.drain(..size + 2);
+        }
+    }
+    let len = lower
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    while buf.len() < len {
+        if !fill(stream, buf).await {
+            rec.body = buf.clone();
+            return Some(rec);
+        }
+    }
+    rec.body = buf[..len].to_vec();
+    buf.drain(..len);
+    rec.complete = true;
+    Some(rec)
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut tmp = [0u8; 65536];
+    match stream.read(&mut tmp).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&tmp[..n]);
+            true
+        }
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// podgate started in-process on loopback port 0.
+pub struct Podgate {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub running: podgate::Running,
+}
+
+impl Podgate {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+}
+
+/// Starts podgate in front of `app` with test-friendly defaults, overridden
+/// by `vars` (names without the PODGATE_ prefix).
+pub async fn start_podgate(app: SocketAddr, vars: &[(&str, &str)]) -> Podgate {
+    let mut all: Vec<(String, String)> = vec![
+        ("LISTEN".into(), "127.0.0.1:0".into()),
+        ("ADMIN_LISTEN".into(), "127.0.0.1:0".into()),
+        ("APP_HOST".into(), app.ip().to_string()),
+        ("APP_PORT".into(), app.port().to_string()),
+        ("DRAIN_DELAY".into(), "0s".into()),
+        ("SHUTDOWN_TIMEOUT".into(), "5s".into()),
+    ];
+    for (k, v) in vars {
+        all.retain(|(n, _)| n != k);
+        all.push((k.to_string(), v.to_string()));
+    }
+    let loaded = podgate::config::Config::from_vars(all.into_iter().map(|(k, v)| (format!("PODGATE_{k}"), v)))
+        .expect("valid test config");
+    let running = podgate::start(loaded).await.expect("podgate starts");
+    Podgate {
+        addr: running.proxy_addr,
+        admin: running.admin_addr,
+        running,
+    }
+}
+
+/// Waits until /readyz answers 200.
+pub async fn wait_ready(p: &Podgate) {
+    within(WAIT, async {
+        loop {
+            if let Ok((200, _)) = get_raw_status(p.admin, "/readyz").await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+async fn get_raw_status(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let resp = raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    Ok((status_of(&text), text))
+}
+
+/// A reqwest client that never goes through an environment proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+pub fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+/// Sends raw bytes and reads until the server closes (or 5 s pass).
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(bytes).await?;
+    read_to_close(&mut s, Duration::from_secs(5)).await
+}
+
+pub async fn read_to_close(s: &mut TcpStream, limit: Duration) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(limit, async {
+        let mut tmp = [0u8; 65536];
+        loop {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&tmp[..n]),
+            }
+        }
+    })
+    .await;
+    Ok(out)
+}
+
+/// The status code of the first response in `text`, or 0.
+pub fn status_of(text: &str) -> u16 {
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The value of a header in a raw response head (case-insensitive name).
+pub fn header_of(text: &str, name: &str) -> Option<String> {
+    let head = text.split("\r\n\r\n").next()?;
+    head.split("\r\n").skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
