@@ -25,3 +25,74 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// Raised when a body makes no progress for its allowed pause.
+#[derive(Debug, thiserror::Error)]
+#[error("body stalled for longer than {0:?}")]
+pub struct BodyStalled(pub std::time::Duration);
+
+pin_project_lite::pin_project! {
+    /// Fails a body that pauses longer than `limit` between frames. Unlike
+    /// tower-http's `TimeoutBody`, it passes size hints through, which the
+    /// retry logic and hyper's framing rely on.
+    pub struct IdleTimeout<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        limit: std::time::Duration,
+    }
+}
+
+impl<B> IdleTimeout<B> {
+    pub fn new(inner: B, limit: std::time::Duration) -> Self {
+        Self {
+            inner,
+            sleep: None,
+            limit,
+        }
+    }
+}
+
+impl<B> http_body::Body for IdleTimeout<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(r) => {
+                this.sleep.set(None);
+                Poll::Ready(r.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                if this.sleep.is_none() {
+                    this.sleep.set(Some(tokio::time::sleep(*this.limit)));
+                }
+                if let Some(s) = this.sleep.as_pin_mut() {
+                    if s.poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled(*this.limit)))));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -150,7 +150,7 @@ pub fn classify_client_error(err: &hyper_util::client::legacy::Error, app_seen: 
     if find_cause::<BodyTooLarge>(dyn_err).is_some() {
         return ProxyError::BodyTooLarge;
     }
-    if find_cause::<tower_http::timeout::TimeoutError>(dyn_err).is_some() {
+    if find_cause::<crate::body::BodyStalled>(dyn_err).is_some() {
         return ProxyError::BodyTimeout;
     }
     let boxed: BoxError = err.to_string().into();

@@ -16,7 +16,6 @@ use http::{header, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tower_http::timeout::TimeoutBody;
 
 use crate::body::{self, Body, BoxError};
 use crate::error::{BodyTooLarge, ProxyError};
@@ -76,9 +75,9 @@ where
             // Nothing to read: no timer, no wrapper.
             body::empty()
         } else {
-            body::boxed(TimeoutBody::new(
-                self.cfg.read_timeout,
+            body::boxed(body::IdleTimeout::new(
                 Limited::new(b, self.cfg.max.unwrap_or(u64::MAX)),
+                self.cfg.read_timeout,
             ))
         };
         futures_either::Either::Inner(self.inner.call(Request::from_parts(parts, b)))

@@ -22,7 +22,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 use tower::Service;
-use tower_http::timeout::TimeoutBody;
 
 use crate::body::{self, Body, BoxError};
 use crate::error::{classify_client_error, find_cause, ProxyError};
@@ -221,7 +220,7 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
 fn client_body_error(e: BoxError) -> ProxyError {
     if find_cause::<crate::error::BodyTooLarge>(&*e).is_some() {
         ProxyError::BodyTooLarge
-    } else if find_cause::<tower_http::timeout::TimeoutError>(&*e).is_some() {
+    } else if find_cause::<crate::body::BodyStalled>(&*e).is_some() {
         ProxyError::BodyTimeout
     } else {
         ProxyError::ClientBody(e)
@@ -328,7 +327,7 @@ fn respond(
         body::empty()
     } else {
         // A stall inside the response body counts like a slow response head.
-        body::boxed(TimeoutBody::new(inner.upstream_timeout, b))
+        body::boxed(body::IdleTimeout::new(b, inner.upstream_timeout))
     };
     Ok(Response::from_parts(parts, b))
 }

@@ -488,3 +488,49 @@ async fn http10_client_is_served() {
     assert_eq!(status_of(&text), 200, "{text}");
     assert!(text.contains("\"target\":\"/ten\""));
 }
+
+/// Forces the race deterministically: the app answers the first request on a
+/// connection, then closes the connection when the next one arrives, without
+/// answering — exactly what a keep-alive timeout firing mid-flight looks like.
+#[tokio::test]
+async fn reused_connection_dying_before_response_is_retried_only_when_safe() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let b2 = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let bodies = b2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let Some(first) = read_request(&mut s, &mut buf).await else { return };
+                bodies.lock().unwrap().push(first.body.clone());
+                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", first.body.len());
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.write_all(&first.body).await;
+                // Second request on this connection: hang up without a word.
+                let _ = read_request(&mut s, &mut buf).await;
+            });
+        }
+    })
+    ;
+    let pg = start_podgate(app, &[("POOL_IDLE_TIMEOUT", "30s")]).await;
+    let c = client();
+    // Prime a pooled connection.
+    assert_eq!(c.get(pg.url("/prime")).send().await.unwrap().status(), 200);
+    let r = c.put(pg.url("/p")).body("full-body").send().await.unwrap();
+    assert_eq!(r.status(), 200, "idempotent PUT retried on a fresh connection");
+    assert_eq!(r.text().await.unwrap(), "full-body");
+    // Each connection serves one request: the next request on it hits the race.
+    assert_eq!(c.get(pg.url("/g1")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(pg.url("/g2")).send().await.unwrap().status(), 200);
+    let m = pg.running.metrics.render();
+    assert!(m.contains("podgate_upstream_retries_total 2"), "{m}");
+    // A POST may have reached the app: never sent twice.
+    assert_eq!(c.get(pg.url("/prime-again")).send().await.unwrap().status(), 200);
+    let r = c.post(pg.url("/post")).body("once").send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let seen_posts = bodies.lock().unwrap().iter().filter(|b| b.as_slice() == b"once").count();
+    assert!(seen_posts <= 1);
+}
