@@ -35,15 +35,21 @@ static BODY_64K: [u8; 65536] = [b'b'; 65536];
 fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     resp
 }
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let resp = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/1k") => reply(StatusCode::OK, Bytes::from_static(&BODY_1K)),
-        (&Method::GET | &Method::HEAD, "/64k") => reply(StatusCode::OK, Bytes::from_static(&BODY_64K)),
+        (&Method::GET | &Method::HEAD, "/1k") => {
+            reply(StatusCode::OK, Bytes::from_static(&BODY_1K))
+        }
+        (&Method::GET | &Method::HEAD, "/64k") => {
+            reply(StatusCode::OK, Bytes::from_static(&BODY_64K))
+        }
         (&Method::POST | &Method::PUT, "/echo") => match req.into_body().collect().await {
             Ok(body) => reply(StatusCode::OK, body.to_bytes()),
             Err(_) => reply(StatusCode::BAD_REQUEST, Bytes::new()),
@@ -81,13 +87,22 @@ fn usage() -> ! {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or_else(|| usage());
+    let port: u16 = args
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| usage());
     let threads: usize = match args.next() {
         None => 1,
-        Some(t) => t.parse().ok().filter(|&n| n >= 1).unwrap_or_else(|| usage()),
+        Some(t) => t
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .unwrap_or_else(|| usage()),
     };
     let rt = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)

@@ -15,7 +15,7 @@
 mod demo_app;
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
@@ -141,28 +141,61 @@ fn print_banner(app: SocketAddr, proxy: SocketAddr, admin: SocketAddr) {
     let p = curl_host(proxy);
     let a = curl_host(admin);
     let d = curl_host(app);
-    eprintln!(
-        r#"
-podgate demo: a pod in one process
-  demo app (stands in for Django/Flask)  http://{app}
-  podgate, in front of it                 http://{proxy}
-  podgate admin (probes, metrics)         http://{admin}
-
-Try (through podgate):
-  curl -i {p}/                                   # what the app received: Host, X-Forwarded-*, X-Real-IP, X-Request-Id
-  curl -i {d}/                                   # the same page straight from the app, no podgate
-  curl {p}/headers                               # every header the app got, as JSON
-  curl {p}/headers -H 'X_Forwarded_For: 6.6.6.6' # underscore headers are dropped (PODGATE_UNDERSCORE_HEADERS)
-  curl -T somefile {p}/upload -o echoed          # streamed echo; 100m limit (PODGATE_MAX_BODY), nginx's was 1m
-  curl -o /dev/null {p}/download?size=1g         # 1 GiB streamed download
-  curl -i {p}/slow?ms=3000                       # a slow answer (Ctrl-C podgate meanwhile: it finishes first)
-  curl -i {a}/livez                              # liveness probe
-  curl -i {a}/readyz                             # readiness probe (follows the app)
-  curl {a}/metrics                               # Prometheus metrics
-  curl {a}/status                                # effective config and counters, JSON
-WebSocket echo: ws://{p}/ws  (e.g. websocat ws://{p}/ws)
-
-podgate's access log goes to stdout. Ctrl-C to stop.
-"#
+    let tries = [
+        (
+            format!("curl -i {p}/"),
+            "what the app received: Host, X-Forwarded-*, X-Real-IP, X-Request-Id",
+        ),
+        (
+            format!("curl -i {d}/"),
+            "the same page straight from the app, without podgate",
+        ),
+        (
+            format!("curl {p}/headers"),
+            "every header the app got, as JSON",
+        ),
+        (
+            format!("curl {p}/headers -H 'X_Forwarded_For: 6.6.6.6'"),
+            "underscore names are dropped (PODGATE_UNDERSCORE_HEADERS)",
+        ),
+        (
+            format!("curl -T somefile {p}/upload -o echoed"),
+            "streamed echo; up to 100m (PODGATE_MAX_BODY), nginx stopped at 1m",
+        ),
+        (
+            format!("curl -o /dev/null '{p}/download?size=1g'"),
+            "1 GiB streamed download",
+        ),
+        (
+            format!("curl -i '{p}/slow?ms=3000'"),
+            "a slow answer; Ctrl-C meanwhile and it still completes",
+        ),
+        (format!("curl -i {a}/livez"), "liveness probe"),
+        (
+            format!("curl -i {a}/readyz"),
+            "readiness probe (follows the app)",
+        ),
+        (format!("curl {a}/metrics"), "Prometheus metrics"),
+        (
+            format!("curl {a}/status"),
+            "effective configuration and counters, JSON",
+        ),
+    ];
+    let width = tries.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "\npodgate demo: a pod in one process\n\
+         \x20 demo app (stands in for Django/Flask)  http://{app}\n\
+         \x20 podgate, in front of it                http://{proxy}\n\
+         \x20 podgate admin (probes, metrics)        http://{admin}\n\n\
+         Try:\n"
     );
+    for (cmd, what) in &tries {
+        out.push_str(&format!("  {cmd:<width$}  # {what}\n"));
+    }
+    out.push_str(&format!(
+        "  WebSocket echo: ws://{p}/ws (e.g. websocat ws://{p}/ws)\n\n\
+         podgate's access log goes to stdout. Ctrl-C to stop.\n"
+    ));
+    // Not eprintln!: a closed stderr must not panic the demo.
+    let _ = writeln!(io::stderr(), "{out}");
 }
