@@ -40,6 +40,9 @@ COPY Cargo.toml Cargo.lock ./
 #    (fat LTO happens at the final link, so the cached rlibs are reused).
 # 4. Forget the placeholder podgate build, so the real sources are always
 #    compiled even if their timestamps are older than the placeholders'.
+# .ci/deploy-checks.sh runs the RUN below verbatim (it finds it by the next
+# comment line) and then checks that the real build reuses every dependency.
+# deploy-checks: dependency layer
 RUN awk '/^[[:space:]]*\[/ { skip = ($0 ~ /^[[:space:]]*\[\[(bench|example|test)\]\]/) } !skip' \
         Cargo.toml > Cargo.deps.toml \
  && mv Cargo.deps.toml Cargo.toml \
@@ -57,7 +60,7 @@ RUN awk '/^[[:space:]]*\[/ { skip = ($0 ~ /^[[:space:]]*\[\[(bench|example|test)
 # keeps the context small). If a build.rs is added, copy it here too.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# Same command as .ci/deploy-checks.sh. The release profile (Cargo.toml)
+# Same command as .ci/deploy-checks.sh runs. The release profile (Cargo.toml)
 # already strips symbols and keeps panic=unwind on purpose.
 RUN cargo build --release --locked --target "${TARGET}" \
  && cp "target/${TARGET}/release/podgate" /podgate

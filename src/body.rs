@@ -9,6 +9,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// layer and the client agree on one type.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// A boxed response future, for layers that wait before calling inward.
+pub type BoxFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Send>,
+>;
+
 pub fn empty() -> Body {
     Empty::<Bytes>::new().map_err(|e| match e {}).boxed_unsync()
 }

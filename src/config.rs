@@ -78,6 +78,18 @@ vars! {
     drain_delay => "DRAIN_DELAY", "5s", "On SIGTERM, keep serving this long with readiness off, so endpoints and the ingress stop sending first.";
     shutdown_timeout => "SHUTDOWN_TIMEOUT", "20s", "After the drain delay, how long in-flight requests and tunnels may take to finish before podgate exits. Keep DRAIN_DELAY + SHUTDOWN_TIMEOUT below terminationGracePeriodSeconds (30s by default).";
     max_connections => "MAX_CONNECTIONS", "10000", "Most client connections open at once; further ones wait in the kernel's backlog.";
+    app_concurrency => "APP_CONCURRENCY", "0", "Most requests in flight to the app at once, e.g. the gunicorn worker count; 0 = no limit. Further requests queue.";
+    app_queue => "APP_QUEUE", "100", "With APP_CONCURRENCY: most requests waiting for a slot; beyond it 503 with Retry-After at once.";
+    app_queue_timeout => "APP_QUEUE_TIMEOUT", "5s", "With APP_CONCURRENCY: longest wait for a slot; past it 503 with Retry-After.";
+    strip_prefix => "STRIP_PREFIX", "", "A path prefix such as /test01 removed before the app sees the path (X-Forwarded-Prefix is set); requests outside it get 404 (nginx: rewrite, ingress-nginx: rewrite-target).";
+    static_dir => "STATIC_DIR", "", "Serve files from this directory (e.g. a volume the app's collectstatic filled) under STATIC_PREFIX, without the app (nginx: location /static/ { alias …; }).";
+    static_prefix => "STATIC_PREFIX", "/static/", "URL prefix of the static files.";
+    static_cache_control => "STATIC_CACHE_CONTROL", "public, max-age=3600", "Cache-Control sent with static files; empty = none.";
+    static_fallthrough => "STATIC_FALLTHROUGH", "false", "true: a static path with no file goes to the app; false: 404 from podgate.";
+    compression => "COMPRESSION", "off", "Compress responses for clients that accept it: off, or a list of gzip and br (nginx: gzip on).";
+    compression_min_size => "COMPRESSION_MIN_SIZE", "1k", "Responses smaller than this are not compressed.";
+    buffer_requests => "BUFFER_REQUESTS", "off", "off, or a size such as 1m: request bodies up to it are read whole into memory before the app is contacted, so a slow upload never holds an app worker (nginx: proxy_request_buffering on).";
+    buffer_dir => "BUFFER_DIR", "", "With BUFFER_REQUESTS: bodies above the memory size are spooled to a file in this directory first; empty = such bodies get 413.";
     log_format => "LOG_FORMAT", "json", "Log format on stdout: json or text.";
     log => "LOG", "info", "Log filter, a tracing EnvFilter directive such as `debug` or `podgate=debug,hyper=info`.";
     access_log => "ACCESS_LOG", "true", "One log line per proxied request: true or false.";
@@ -144,6 +156,18 @@ pub struct Config {
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
     pub max_connections: usize,
+    pub app_concurrency: usize,
+    pub app_queue: usize,
+    pub app_queue_timeout: Duration,
+    pub strip_prefix: Option<String>,
+    pub static_dir: Option<std::path::PathBuf>,
+    pub static_prefix: String,
+    pub static_cache_control: Option<http::HeaderValue>,
+    pub static_fallthrough: bool,
+    pub compression: Compression,
+    pub compression_min_size: u16,
+    pub buffer_requests: Option<u64>,
+    pub buffer_dir: Option<std::path::PathBuf>,
     pub log_format: LogFormat,
     pub log_filter: String,
     pub access_log: bool,
@@ -293,6 +317,65 @@ impl Config {
         let max_connections = p.parse("MAX_CONNECTIONS", "a whole number from 1 to 1000000", |s| {
             s.parse::<usize>().ok().filter(|n| (1..=1_000_000).contains(n))
         });
+        let app_concurrency = p.parse("APP_CONCURRENCY", "a whole number from 0 (no limit) to 100000", |s| {
+            s.parse::<usize>().ok().filter(|n| *n <= 100_000)
+        });
+        let app_queue = p.parse("APP_QUEUE", "a whole number from 0 to 1000000", |s| {
+            s.parse::<usize>().ok().filter(|n| *n <= 1_000_000)
+        });
+        let app_queue_timeout = p.duration("APP_QUEUE_TIMEOUT");
+        let strip_prefix = p.parse(
+            "STRIP_PREFIX",
+            "empty, or a path prefix starting with / and not ending with / such as /test01",
+            |s| {
+                if s.is_empty() {
+                    Some(None)
+                } else if s.starts_with('/') && s.len() > 1 && !s.ends_with('/') && http::uri::PathAndQuery::try_from(s).is_ok() && !s.contains('?') {
+                    Some(Some(s.to_string()))
+                } else {
+                    None
+                }
+            },
+        );
+        let static_dir = p.parse("STATIC_DIR", "empty, or an existing directory", |s| {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                let p = std::path::PathBuf::from(s);
+                p.is_dir().then_some(Some(p))
+            }
+        });
+        let static_prefix = p.parse("STATIC_PREFIX", "a URL path starting and ending with / such as /static/", |s| {
+            (s.starts_with('/') && s.ends_with('/') && s.len() > 1 && http::uri::PathAndQuery::try_from(s).is_ok())
+                .then(|| s.to_string())
+        });
+        let static_cache_control = p.parse("STATIC_CACHE_CONTROL", "a valid header value, or empty", |s| {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                http::HeaderValue::from_str(s).ok().map(Some)
+            }
+        });
+        let static_fallthrough = p.parse("STATIC_FALLTHROUGH", "true or false", parse_bool);
+        let compression = p.parse("COMPRESSION", "off, or a comma-separated list of gzip and br", parse_compression);
+        let compression_min_size = p.parse("COMPRESSION_MIN_SIZE", "a size from 0 to 64k such as 1k", |s| {
+            parse_size(s).and_then(|n| u16::try_from(n).ok())
+        });
+        let buffer_requests = p.parse("BUFFER_REQUESTS", "off, or a size such as 64k or 1m (at most 1g)", |s| {
+            if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("false") {
+                Some(None)
+            } else {
+                parse_size(s).filter(|n| *n > 0 && *n <= 1 << 30).map(Some)
+            }
+        });
+        let buffer_dir = p.parse("BUFFER_DIR", "empty, or an existing writable directory", |s| {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                let p = std::path::PathBuf::from(s);
+                p.is_dir().then_some(Some(p))
+            }
+        });
         let log_format = p.parse("LOG_FORMAT", "json or text", |s| {
             match s.to_ascii_lowercase().as_str() {
                 "json" => Some(LogFormat::Json),
@@ -350,6 +433,18 @@ impl Config {
                 drain_delay: drain_delay?,
                 shutdown_timeout: shutdown_timeout?,
                 max_connections: max_connections?,
+                app_concurrency: app_concurrency?,
+                app_queue: app_queue?,
+                app_queue_timeout: app_queue_timeout?,
+                strip_prefix: strip_prefix?,
+                static_dir: static_dir?,
+                static_prefix: static_prefix?,
+                static_cache_control: static_cache_control?,
+                static_fallthrough: static_fallthrough?,
+                compression: compression?,
+                compression_min_size: compression_min_size?,
+                buffer_requests: buffer_requests?,
+                buffer_dir: buffer_dir?,
                 log_format: log_format?,
                 log_filter: log_filter?,
                 access_log: access_log?,
@@ -452,6 +547,34 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// Which response encodings podgate may apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compression {
+    pub gzip: bool,
+    pub br: bool,
+}
+
+impl Compression {
+    pub fn enabled(&self) -> bool {
+        self.gzip || self.br
+    }
+}
+
+fn parse_compression(s: &str) -> Option<Compression> {
+    let mut c = Compression::default();
+    if s.eq_ignore_ascii_case("off") || s.is_empty() {
+        return Some(c);
+    }
+    for part in s.split(',').map(|p| p.trim().to_ascii_lowercase()) {
+        match part.as_str() {
+            "gzip" => c.gzip = true,
+            "br" => c.br = true,
+            _ => return None,
+        }
+    }
+    Some(c)
 }
 
 fn parse_bool(s: &str) -> Option<bool> {

@@ -13,6 +13,7 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -153,6 +154,7 @@ pub fn apply_forwarded(
             &X_FORWARDED_PROTO,
             &X_FORWARDED_HOST,
             &X_FORWARDED_PORT,
+            &X_FORWARDED_PREFIX,
             &header::FORWARDED,
         ] {
             headers.remove(name);

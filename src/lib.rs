@@ -9,7 +9,9 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod app_limit;
 pub mod body;
+pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -18,10 +20,12 @@ pub mod health;
 pub mod limit;
 pub mod metrics;
 pub mod normalize;
+pub mod prefix;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;
 pub mod stack;
+pub mod static_files;
 pub mod telemetry;
 
 use std::io;

@@ -308,8 +308,12 @@ def write_haproxy_conf():
     os.makedirs(d, exist_ok=True)
     logl = "log stdout format raw local0" if PROXY_ACCESS_LOG else ""
     dlog = "log global\n  option httplog" if PROXY_ACCESS_LOG else ""
+    # HAProxy needs ~2 descriptors per connection and refuses to start when
+    # it cannot raise its limit that far.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    maxconn = 12000 if hard == resource.RLIM_INFINITY else max(1000, min(12000, (hard - 200) // 2))
     conf = f"""global
-  maxconn 12000
+  maxconn {maxconn}
   {logl}
 defaults
   mode http

@@ -1,0 +1,148 @@
+//! Protects a saturated app: at most `APP_CONCURRENCY` requests in flight to
+//! it (e.g. the gunicorn worker count), a bounded queue in front, and a
+//! queue timeout. Beyond those, 503 with Retry-After at once, instead of
+//! piling work onto workers that cannot take it. A slot is held until the
+//! app's response body has been fully relayed.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
+
+use crate::body::{self, Body, BoxError};
+use crate::error::ProxyError;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppLimitLayer {
+    state: Option<Arc<State>>,
+}
+
+struct State {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl AppLimitLayer {
+    /// `concurrency == 0` disables the limit (the layer passes through).
+    pub fn new(concurrency: usize, queue: usize, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self {
+            state: (concurrency > 0).then(|| {
+                Arc::new(State {
+                    slots: Arc::new(Semaphore::new(concurrency)),
+                    waiting: AtomicUsize::new(0),
+                    max_waiting: queue,
+                    timeout,
+                    metrics,
+                })
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AppLimitLayer {
+    type Service = AppLimit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AppLimit {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppLimit<S> {
+    inner: S,
+    state: Option<Arc<State>>,
+}
+
+impl<S> Service<Request<Body>> for AppLimit<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = crate::limit::futures_either::Either<Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        use crate::limit::futures_either::Either;
+        let Some(state) = self.state.clone() else {
+            let fut = self.inner.call(req);
+            return Either::Inner(Box::pin(fut));
+        };
+        let permit = match state.slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                if state.waiting.load(Ordering::Acquire) >= state.max_waiting {
+                    state.metrics.app_rejected();
+                    return Either::Ready(Some(ProxyError::Overloaded.to_response()));
+                }
+                None
+            }
+        };
+        let mut inner = self.inner.clone();
+        Either::Inner(Box::pin(async move {
+            let permit = match permit {
+                Some(p) => p,
+                None => {
+                    state.waiting.fetch_add(1, Ordering::AcqRel);
+                    state.metrics.app_queue_add(1);
+                    let r = tokio::time::timeout(state.timeout, state.slots.clone().acquire_owned()).await;
+                    state.waiting.fetch_sub(1, Ordering::AcqRel);
+                    state.metrics.app_queue_add(-1);
+                    match r {
+                        Ok(Ok(p)) => p,
+                        _ => {
+                            state.metrics.app_rejected();
+                            return Ok(ProxyError::Overloaded.to_response());
+                        }
+                    }
+                }
+            };
+            let fut: crate::body::BoxFuture = Box::pin(inner.call(req));
+            let Ok(resp) = fut.await;
+            Ok(resp.map(|b| body::boxed(Held { inner: b, _permit: permit })))
+        }))
+    }
+}
+
+pin_project! {
+    /// Keeps the app slot until the response body is done or dropped.
+    struct Held {
+        #[pin]
+        inner: Body,
+        _permit: OwnedSemaphorePermit,
+    }
+}
+
+impl HttpBody for Held {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().inner.poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,210 @@
+//! `PODGATE_BUFFER_REQUESTS`: read a request body whole before the app is
+//! contacted, so a slow upload never occupies an app worker (the reason
+//! gunicorn asks for a buffering proxy in front). Bodies up to the memory
+//! size stay in memory; larger ones are spooled to a file in
+//! `PODGATE_BUFFER_DIR` (unlinked at once, so nothing is left behind even
+//! on a crash), or refused with 413 when no directory is configured.
+//! A buffered body is sent to the app with a Content-Length; trailers of a
+//! buffered chunked body are not forwarded.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderValue, Request, Response};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tower::{Layer, Service};
+
+use crate::body::{self, Body, BodyStalled};
+use crate::error::{find_cause, BodyTooLarge, ProxyError};
+
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    pub memory: u64,
+    pub dir: Option<PathBuf>,
+}
+
+impl BufferConfig {
+    pub fn from_config(c: &crate::config::Config) -> Option<Self> {
+        c.buffer_requests.map(|memory| Self {
+            memory,
+            dir: c.buffer_dir.clone(),
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct BufferLayer {
+    cfg: Option<Arc<BufferConfig>>,
+}
+
+impl BufferLayer {
+    pub fn new(cfg: Option<BufferConfig>) -> Self {
+        Self { cfg: cfg.map(Arc::new) }
+    }
+}
+
+impl<S> Layer<S> for BufferLayer {
+    type Service = Buffer<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Buffer {
+            inner,
+            cfg: self.cfg.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Buffer<S> {
+    inner: S,
+    cfg: Option<Arc<BufferConfig>>,
+}
+
+impl<S> Service<Request<Body>> for Buffer<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = crate::limit::futures_either::Either<Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        use crate::limit::futures_either::Either;
+        let cfg = match &self.cfg {
+            Some(c) if !req.body().is_end_stream() && !is_upgrade(&req) => c.clone(),
+            _ => return Either::Inner(Box::pin(self.inner.call(req))),
+        };
+        let mut inner = self.inner.clone();
+        Either::Inner(Box::pin(async move {
+            let (mut parts, b) = req.into_parts();
+            let (b, len) = match read_whole(b, &cfg).await {
+                Ok(x) => x,
+                Err(e) => return Ok(e.to_response()),
+            };
+            parts.headers.remove(header::TRANSFER_ENCODING);
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            let fut: crate::body::BoxFuture = Box::pin(inner.call(Request::from_parts(parts, b)));
+            fut.await
+        }))
+    }
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.extensions().get::<crate::normalize::UpgradeRequested>().is_some()
+}
+
+fn classify(e: crate::body::BoxError) -> ProxyError {
+    if find_cause::<BodyTooLarge>(&*e).is_some() {
+        ProxyError::BodyTooLarge
+    } else if find_cause::<BodyStalled>(&*e).is_some() {
+        ProxyError::BodyTimeout
+    } else {
+        ProxyError::ClientBody(e)
+    }
+}
+
+static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
+
+async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), ProxyError> {
+    let mut mem = BytesMut::new();
+    let mut file: Option<tokio::fs::File> = None;
+    let mut total: u64 = 0;
+    while let Some(frame) = b.frame().await {
+        let frame = frame.map_err(classify)?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len() as u64;
+        if let Some(f) = &mut file {
+            f.write_all(&data).await.map_err(spool_error)?;
+            continue;
+        }
+        if total <= cfg.memory {
+            mem.extend_from_slice(&data);
+            continue;
+        }
+        let Some(dir) = &cfg.dir else {
+            return Err(ProxyError::BodyTooLarge);
+        };
+        let name = dir.join(format!(
+            "podgate-{}-{}.body",
+            std::process::id(),
+            SPOOL_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&name)
+            .await
+            .map_err(spool_error)?;
+        // Unlinked while open: the data lives until the file is closed.
+        let _ = tokio::fs::remove_file(&name).await;
+        f.write_all(&mem).await.map_err(spool_error)?;
+        f.write_all(&data).await.map_err(spool_error)?;
+        mem = BytesMut::new();
+        file = Some(f);
+    }
+    match file {
+        None => Ok((body::full(mem.freeze()), total)),
+        Some(mut f) => {
+            f.flush().await.map_err(spool_error)?;
+            f.rewind().await.map_err(spool_error)?;
+            Ok((body::boxed(FileBody { file: f, remaining: total }), total))
+        }
+    }
+}
+
+fn spool_error(e: std::io::Error) -> ProxyError {
+    tracing::warn!(error = %e, "cannot spool request body to PODGATE_BUFFER_DIR");
+    ProxyError::BodyTooLarge
+}
+
+pin_project_lite::pin_project! {
+    /// A spooled body read back from its file, 64 KiB at a time.
+    struct FileBody {
+        #[pin]
+        file: tokio::fs::File,
+        remaining: u64,
+    }
+}
+
+impl HttpBody for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.project();
+        if *this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let mut buf = BytesMut::with_capacity((*this.remaining).min(64 * 1024) as usize);
+        match tokio_util::io::poll_read_buf(this.file, cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(0)) => Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into()))),
+            Poll::Ready(Ok(n)) => {
+                *this.remaining = this.remaining.saturating_sub(n as u64);
+                Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
