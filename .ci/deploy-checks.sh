@@ -335,7 +335,7 @@ mkdir -p "$WORK/deps" target
 cp Cargo.toml Cargo.lock "$WORK/deps/"
 ln -s "$ROOT/target" "$WORK/deps/target"
 start=$SECONDS
-(cd "$WORK/deps" && TARGET=$TARGET quiet docker-deps sh -ec "${DEP_RUN#RUN }") \
+(cd "$WORK/deps" && export TARGET && quiet docker-deps sh -ec "${DEP_RUN#RUN }") \
     || fail "the Dockerfile's dependency layer fails (the RUN after '# deploy-checks: dependency layer')"
 ok "Dockerfile dependency layer builds with placeholder sources ($((SECONDS - start))s)"
 
@@ -418,10 +418,11 @@ import json, sys
 c = json.load(sys.stdin)["Docker"]["config"]
 want = {"User": "65532:65532", "Entrypoint": ["/usr/local/bin/podgate"]}
 bad = [f"{k}={c.get(k)!r}" for k, v in want.items() if c.get(k) != v]
-if sorted(c.get("ExposedPorts") or {}) != ["80/tcp", "9901/tcp"]: bad.append(f"ExposedPorts={c.get(\"ExposedPorts\")}")
-if "PATH=/usr/local/bin" not in (c.get("Env") or []): bad.append(f"Env={c.get(\"Env\")}")
-if not (c.get("Healthcheck") or {}).get("Test", [""])[0] == "CMD": bad.append("Healthcheck is not exec form")
-sys.exit("; ".join(bad))' || fail "image: unexpected image configuration"
+ports, env = c.get("ExposedPorts") or {}, c.get("Env") or []
+if sorted(ports) != ["80/tcp", "9901/tcp"]: bad.append(f"ExposedPorts={ports}")
+if "PATH=/usr/local/bin" not in env: bad.append(f"Env={env}")
+if (c.get("Healthcheck") or {}).get("Test", [""])[0] != "CMD": bad.append("Healthcheck is not exec form")
+sys.exit("; ".join(bad) or None)' || fail "image: unexpected image configuration"
         ok "image: FROM scratch, $("${bah[@]}" images --format '{{.Size}}' "$IMAGE" | head -n 1), runs 'podgate version' as 65532 via PATH"
     fi
     "${bah[@]}" rm "$BUILDAH_CTR" >/dev/null 2>&1 || true
