@@ -85,9 +85,17 @@ where
         let record = Arc::new(Record {
             start: Instant::now(),
             method: req.method().clone(),
-            path: if self.enabled { req.uri().path_and_query().cloned() } else { None },
+            path: if self.enabled {
+                req.uri().path_and_query().cloned()
+            } else {
+                None
+            },
             version: req.version(),
-            user_agent: if self.enabled { req.headers().get(USER_AGENT).cloned() } else { None },
+            user_agent: if self.enabled {
+                req.headers().get(USER_AGENT).cloned()
+            } else {
+                None
+            },
             peer: req.extensions().get::<ConnInfo>().map(|c| c.peer.ip()),
             bytes_in: AtomicU64::new(0),
         });
@@ -140,7 +148,10 @@ where
             expected,
             complete,
         };
-        Poll::Ready(Ok(Response::from_parts(parts, Logged { inner: body, done })))
+        Poll::Ready(Ok(Response::from_parts(
+            parts,
+            Logged { inner: body, done },
+        )))
     }
 }
 
@@ -156,12 +167,17 @@ pin_project! {
 impl<B: HttpBody<Data = Bytes>> HttpBody for Counted<B> {
     type Data = Bytes;
     type Error = B::Error;
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let r = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &r {
             if let Some(d) = f.data_ref() {
-                this.record.bytes_in.fetch_add(d.len() as u64, Ordering::Relaxed);
+                this.record
+                    .bytes_in
+                    .fetch_add(d.len() as u64, Ordering::Relaxed);
             }
         }
         r

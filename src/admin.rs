@@ -88,25 +88,35 @@ fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> Respon
         (&Method::GET | &Method::HEAD, "/livez") => text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => match state.health.ready() {
             Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+            Err(reason) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+            ),
         },
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let mut r = text(StatusCode::OK, state.metrics.render());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             r
         }
         (&Method::GET | &Method::HEAD, "/status") => {
             let mut r = text(StatusCode::OK, status_json(state).to_string());
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         }
         (&Method::POST, "/drain") => {
             if !peer.ip().is_loopback() {
-                return text(StatusCode::FORBIDDEN, "drain is accepted from loopback only\n");
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "drain is accepted from loopback only\n",
+                );
             }
             state.drain.cancel();
             text(StatusCode::ACCEPTED, "draining\n")
@@ -115,7 +125,11 @@ fn route(state: &AdminState, peer: SocketAddr, req: Request<Incoming>) -> Respon
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
             r.headers_mut().insert(
                 header::ALLOW,
-                HeaderValue::from_static(if path == "/drain" { "POST" } else { "GET, HEAD" }),
+                HeaderValue::from_static(if path == "/drain" {
+                    "POST"
+                } else {
+                    "GET, HEAD"
+                }),
             );
             r
         }

@@ -71,12 +71,17 @@ pub struct AppLimit<S> {
 
 impl<S> Service<Request<Body>> for AppLimit<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>>;
+    type Future = crate::limit::futures_either::Either<
+        Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -105,7 +110,9 @@ where
                 None => {
                     state.waiting.fetch_add(1, Ordering::AcqRel);
                     state.metrics.app_queue_add(1);
-                    let r = tokio::time::timeout(state.timeout, state.slots.clone().acquire_owned()).await;
+                    let r =
+                        tokio::time::timeout(state.timeout, state.slots.clone().acquire_owned())
+                            .await;
                     state.waiting.fetch_sub(1, Ordering::AcqRel);
                     state.metrics.app_queue_add(-1);
                     match r {
@@ -119,7 +126,12 @@ where
             };
             let fut: crate::body::BoxFuture = Box::pin(inner.call(req));
             let Ok(resp) = fut.await;
-            Ok(resp.map(|b| body::boxed(Held { inner: b, _permit: permit })))
+            Ok(resp.map(|b| {
+                body::boxed(Held {
+                    inner: b,
+                    _permit: permit,
+                })
+            }))
         }))
     }
 }
@@ -136,7 +148,10 @@ pin_project! {
 impl HttpBody for Held {
     type Data = Bytes;
     type Error = BoxError;
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.project().inner.poll_frame(cx)
     }
     fn is_end_stream(&self) -> bool {

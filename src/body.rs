@@ -11,7 +11,10 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A boxed response future, for layers that wait before calling inward.
 pub type BoxFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Send>,
+    Box<
+        dyn std::future::Future<Output = Result<http::Response<Body>, std::convert::Infallible>>
+            + Send,
+    >,
 >;
 
 pub fn empty() -> Body {
@@ -19,7 +22,9 @@ pub fn empty() -> Body {
 }
 
 pub fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|e| match e {}).boxed_unsync()
+    Full::new(data.into())
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 /// Boxes any body whose error converts into [`BoxError`].

@@ -47,7 +47,9 @@ pub struct BufferLayer {
 
 impl BufferLayer {
     pub fn new(cfg: Option<BufferConfig>) -> Self {
-        Self { cfg: cfg.map(Arc::new) }
+        Self {
+            cfg: cfg.map(Arc::new),
+        }
     }
 }
 
@@ -69,12 +71,17 @@ pub struct Buffer<S> {
 
 impl<S> Service<Request<Body>> for Buffer<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>>;
+    type Future = crate::limit::futures_either::Either<
+        Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -94,7 +101,9 @@ where
                 Err(e) => return Ok(e.to_response()),
             };
             parts.headers.remove(header::TRANSFER_ENCODING);
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             let fut: crate::body::BoxFuture = Box::pin(inner.call(Request::from_parts(parts, b)));
             fut.await
         }))
@@ -102,7 +111,9 @@ where
 }
 
 fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.extensions().get::<crate::normalize::UpgradeRequested>().is_some()
+    req.extensions()
+        .get::<crate::normalize::UpgradeRequested>()
+        .is_some()
 }
 
 fn classify(e: crate::body::BoxError) -> ProxyError {
@@ -123,7 +134,9 @@ async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), Prox
     let mut total: u64 = 0;
     while let Some(frame) = b.frame().await {
         let frame = frame.map_err(classify)?;
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         total += data.len() as u64;
         if let Some(f) = &mut file {
             f.write_all(&data).await.map_err(spool_error)?;
@@ -160,7 +173,13 @@ async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), Prox
         Some(mut f) => {
             f.flush().await.map_err(spool_error)?;
             f.rewind().await.map_err(spool_error)?;
-            Ok((body::boxed(FileBody { file: f, remaining: total }), total))
+            Ok((
+                body::boxed(FileBody {
+                    file: f,
+                    remaining: total,
+                }),
+                total,
+            ))
         }
     }
 }
@@ -183,7 +202,10 @@ impl HttpBody for FileBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.project();
         if *this.remaining == 0 {
             return Poll::Ready(None);

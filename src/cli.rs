@@ -67,9 +67,10 @@ async fn get(addr: SocketAddr, path: &str) -> Result<(u16, Bytes), String> {
         .await
         .map_err(|_| format!("no answer from {addr} within 3s"))?
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -80,7 +81,12 @@ async fn get(addr: SocketAddr, path: &str) -> Result<(u16, Bytes), String> {
     let fut = async {
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         Ok::<_, String>((status, body))
     };
     tokio::time::timeout(Duration::from_secs(5), fut)
@@ -93,7 +99,10 @@ pub async fn status(loaded: &Loaded, json: bool) -> ExitCode {
     let (code, body) = match get(addr, "/status").await {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("podgate status: cannot reach the admin port (PODGATE_ADMIN_LISTEN={}): {e}", loaded.config.admin_listen);
+            eprintln!(
+                "podgate status: cannot reach the admin port (PODGATE_ADMIN_LISTEN={}): {e}",
+                loaded.config.admin_listen
+            );
             return ExitCode::from(1);
         }
     };
@@ -113,16 +122,27 @@ pub async fn status(loaded: &Loaded, json: bool) -> ExitCode {
         }
     };
     let ready = v["ready"].as_bool().unwrap_or(false);
-    println!("podgate {} up {}s", v["version"].as_str().unwrap_or("?"), v["uptime_seconds"]);
+    println!(
+        "podgate {} up {}s",
+        v["version"].as_str().unwrap_or("?"),
+        v["uptime_seconds"]
+    );
     if ready {
         println!("ready:        yes");
     } else {
-        println!("ready:        no ({})", v["ready_reason"].as_str().unwrap_or("unknown"));
+        println!(
+            "ready:        no ({})",
+            v["ready_reason"].as_str().unwrap_or("unknown")
+        );
     }
     if let Some(c) = v.get("last_app_check").filter(|c| !c.is_null()) {
         println!(
             "last check:   {} — {} ({} ms)",
-            if c["ok"].as_bool().unwrap_or(false) { "ok" } else { "FAILED" },
+            if c["ok"].as_bool().unwrap_or(false) {
+                "ok"
+            } else {
+                "FAILED"
+            },
             c["detail"].as_str().unwrap_or(""),
             c["took_ms"]
         );
@@ -141,7 +161,14 @@ pub async fn status(loaded: &Loaded, json: bool) -> ExitCode {
 
 pub async fn check(loaded: &Loaded) -> ExitCode {
     let cfg = &loaded.config;
-    println!("configuration: valid ({} variables set)", loaded.effective.iter().filter(|e| e.2 == Source::Env).count());
+    println!(
+        "configuration: valid ({} variables set)",
+        loaded
+            .effective
+            .iter()
+            .filter(|e| e.2 == Source::Env)
+            .count()
+    );
     for w in &loaded.warnings {
         println!("warning: {w}");
     }
@@ -155,10 +182,16 @@ pub async fn check(loaded: &Loaded) -> ExitCode {
     println!("app check:     {what} (timeout {:?})", check_cfg.timeout);
     let result = health::check_app(&check_cfg).await;
     if result.ok {
-        println!("result:        ok — {} ({} ms)", result.detail, result.took_ms);
+        println!(
+            "result:        ok — {} ({} ms)",
+            result.detail, result.took_ms
+        );
         ExitCode::SUCCESS
     } else {
-        println!("result:        FAILED — {} ({} ms)", result.detail, result.took_ms);
+        println!(
+            "result:        FAILED — {} ({} ms)",
+            result.detail, result.took_ms
+        );
         ExitCode::from(1)
     }
 }
@@ -184,8 +217,17 @@ mod tests {
 
     #[test]
     fn unspecified_admin_address_is_dialled_on_loopback() {
-        assert_eq!(dial_addr("0.0.0.0:9901".parse().unwrap()), "127.0.0.1:9901".parse().unwrap());
-        assert_eq!(dial_addr("[::]:9901".parse().unwrap()), "[::1]:9901".parse().unwrap());
-        assert_eq!(dial_addr("10.1.2.3:9901".parse().unwrap()), "10.1.2.3:9901".parse().unwrap());
+        assert_eq!(
+            dial_addr("0.0.0.0:9901".parse().unwrap()),
+            "127.0.0.1:9901".parse().unwrap()
+        );
+        assert_eq!(
+            dial_addr("[::]:9901".parse().unwrap()),
+            "[::1]:9901".parse().unwrap()
+        );
+        assert_eq!(
+            dial_addr("10.1.2.3:9901".parse().unwrap()),
+            "10.1.2.3:9901".parse().unwrap()
+        );
     }
 }

@@ -112,7 +112,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.errors.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.errors.len()
+        )?;
         for e in &self.errors {
             writeln!(f, "  {}={:?}: expected {}", e.var, e.value, e.expected)?;
         }
@@ -241,9 +245,11 @@ impl Config {
             raw: &raw,
             errors: Vec::new(),
         };
-        let listen = p.parse("LISTEN", "a socket address such as 0.0.0.0:80 or [::]:80", |s| {
-            s.parse::<SocketAddr>().ok()
-        });
+        let listen = p.parse(
+            "LISTEN",
+            "a socket address such as 0.0.0.0:80 or [::]:80",
+            |s| s.parse::<SocketAddr>().ok(),
+        );
         let app_host = p.parse("APP_HOST", "an IP address such as 127.0.0.1 or ::1", |s| {
             s.parse::<IpAddr>().ok()
         });
@@ -269,57 +275,84 @@ impl Config {
             "comma-separated CIDRs or addresses such as 10.0.0.0/8,192.168.1.7, or none",
             parse_cidrs,
         );
-        let request_id_header = p.parse("REQUEST_ID_HEADER", "a header name such as x-request-id", |s| {
-            http::HeaderName::from_bytes(s.as_bytes()).ok()
-        });
-        let underscore_headers = p.parse("UNDERSCORE_HEADERS", "drop, reject or allow", |s| {
-            match s.to_ascii_lowercase().as_str() {
-                "drop" => Some(UnderscorePolicy::Drop),
-                "reject" => Some(UnderscorePolicy::Reject),
-                "allow" => Some(UnderscorePolicy::Allow),
-                _ => None,
-            }
-        });
-        let max_header_bytes = p.parse("MAX_HEADER_BYTES", "a size from 8k to 1m such as 32k", |s| {
-            parse_size(s).filter(|n| (8192..=1 << 20).contains(n)).map(|n| n as usize)
-        });
+        let request_id_header = p.parse(
+            "REQUEST_ID_HEADER",
+            "a header name such as x-request-id",
+            |s| http::HeaderName::from_bytes(s.as_bytes()).ok(),
+        );
+        let underscore_headers =
+            p.parse("UNDERSCORE_HEADERS", "drop, reject or allow", |s| {
+                match s.to_ascii_lowercase().as_str() {
+                    "drop" => Some(UnderscorePolicy::Drop),
+                    "reject" => Some(UnderscorePolicy::Reject),
+                    "allow" => Some(UnderscorePolicy::Allow),
+                    _ => None,
+                }
+            });
+        let max_header_bytes = p.parse(
+            "MAX_HEADER_BYTES",
+            "a size from 8k to 1m such as 32k",
+            |s| {
+                parse_size(s)
+                    .filter(|n| (8192..=1 << 20).contains(n))
+                    .map(|n| n as usize)
+            },
+        );
         let max_headers = p.parse("MAX_HEADERS", "a whole number from 1 to 1000", |s| {
             s.parse::<usize>().ok().filter(|n| (1..=1000).contains(n))
         });
         let max_uri = p.parse("MAX_URI", "a size from 256 to 64k such as 8k", |s| {
-            parse_size(s).filter(|n| (256..=65_534).contains(n)).map(|n| n as usize)
+            parse_size(s)
+                .filter(|n| (256..=65_534).contains(n))
+                .map(|n| n as usize)
         });
-        let hide_headers = p.parse("HIDE_HEADERS", "comma-separated header names such as server,x-powered-by", |s| {
-            s.split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
-                .collect::<Option<Vec<_>>>()
-        });
-        let admin_listen = p.parse("ADMIN_LISTEN", "a socket address such as 0.0.0.0:9901", |s| {
-            s.parse::<SocketAddr>().ok()
-        });
-        let app_health_path = p.parse("APP_HEALTH_PATH", "empty, or a path starting with / such as /healthz", |s| {
-            if s.is_empty() {
-                Some(None)
-            } else if s.starts_with('/') && http::uri::PathAndQuery::try_from(s).is_ok() {
-                Some(Some(s.to_string()))
-            } else {
-                None
-            }
-        });
+        let hide_headers = p.parse(
+            "HIDE_HEADERS",
+            "comma-separated header names such as server,x-powered-by",
+            |s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+                    .collect::<Option<Vec<_>>>()
+            },
+        );
+        let admin_listen = p.parse(
+            "ADMIN_LISTEN",
+            "a socket address such as 0.0.0.0:9901",
+            |s| s.parse::<SocketAddr>().ok(),
+        );
+        let app_health_path = p.parse(
+            "APP_HEALTH_PATH",
+            "empty, or a path starting with / such as /healthz",
+            |s| {
+                if s.is_empty() {
+                    Some(None)
+                } else if s.starts_with('/') && http::uri::PathAndQuery::try_from(s).is_ok() {
+                    Some(Some(s.to_string()))
+                } else {
+                    None
+                }
+            },
+        );
         let app_check_interval = p.duration("APP_CHECK_INTERVAL");
         let app_check_timeout = p.duration("APP_CHECK_TIMEOUT");
-        let drain_delay = p.parse("DRAIN_DELAY", "a duration such as 0s, 5s or 10s (at most 10m)", |s| {
-            parse_duration(s).filter(|d| *d <= Duration::from_secs(600))
-        });
+        let drain_delay = p.parse(
+            "DRAIN_DELAY",
+            "a duration such as 0s, 5s or 10s (at most 10m)",
+            |s| parse_duration(s).filter(|d| *d <= Duration::from_secs(600)),
+        );
         let shutdown_timeout = p.duration("SHUTDOWN_TIMEOUT");
         let max_connections = p.parse("MAX_CONNECTIONS", "a whole number from 1 to 1000000", |s| {
-            s.parse::<usize>().ok().filter(|n| (1..=1_000_000).contains(n))
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
         });
-        let app_concurrency = p.parse("APP_CONCURRENCY", "a whole number from 0 (no limit) to 100000", |s| {
-            s.parse::<usize>().ok().filter(|n| *n <= 100_000)
-        });
+        let app_concurrency = p.parse(
+            "APP_CONCURRENCY",
+            "a whole number from 0 (no limit) to 100000",
+            |s| s.parse::<usize>().ok().filter(|n| *n <= 100_000),
+        );
         let app_queue = p.parse("APP_QUEUE", "a whole number from 0 to 1000000", |s| {
             s.parse::<usize>().ok().filter(|n| *n <= 1_000_000)
         });
@@ -330,7 +363,12 @@ impl Config {
             |s| {
                 if s.is_empty() {
                     Some(None)
-                } else if s.starts_with('/') && s.len() > 1 && !s.ends_with('/') && http::uri::PathAndQuery::try_from(s).is_ok() && !s.contains('?') {
+                } else if s.starts_with('/')
+                    && s.len() > 1
+                    && !s.ends_with('/')
+                    && http::uri::PathAndQuery::try_from(s).is_ok()
+                    && !s.contains('?')
+                {
                     Some(Some(s.to_string()))
                 } else {
                     None
@@ -345,37 +383,62 @@ impl Config {
                 p.is_dir().then_some(Some(p))
             }
         });
-        let static_prefix = p.parse("STATIC_PREFIX", "a URL path starting and ending with / such as /static/", |s| {
-            (s.starts_with('/') && s.ends_with('/') && s.len() > 1 && http::uri::PathAndQuery::try_from(s).is_ok())
+        let static_prefix = p.parse(
+            "STATIC_PREFIX",
+            "a URL path starting and ending with / such as /static/",
+            |s| {
+                (s.starts_with('/')
+                    && s.ends_with('/')
+                    && s.len() > 1
+                    && http::uri::PathAndQuery::try_from(s).is_ok())
                 .then(|| s.to_string())
-        });
-        let static_cache_control = p.parse("STATIC_CACHE_CONTROL", "a valid header value, or empty", |s| {
-            if s.is_empty() {
-                Some(None)
-            } else {
-                http::HeaderValue::from_str(s).ok().map(Some)
-            }
-        });
+            },
+        );
+        let static_cache_control = p.parse(
+            "STATIC_CACHE_CONTROL",
+            "a valid header value, or empty",
+            |s| {
+                if s.is_empty() {
+                    Some(None)
+                } else {
+                    http::HeaderValue::from_str(s).ok().map(Some)
+                }
+            },
+        );
         let static_fallthrough = p.parse("STATIC_FALLTHROUGH", "true or false", parse_bool);
-        let compression = p.parse("COMPRESSION", "off, or a comma-separated list of gzip and br", parse_compression);
-        let compression_min_size = p.parse("COMPRESSION_MIN_SIZE", "a size from 0 to 64k such as 1k", |s| {
-            parse_size(s).and_then(|n| u16::try_from(n).ok())
-        });
-        let buffer_requests = p.parse("BUFFER_REQUESTS", "off, or a size such as 64k or 1m (at most 1g)", |s| {
-            if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("false") {
-                Some(None)
-            } else {
-                parse_size(s).filter(|n| *n > 0 && *n <= 1 << 30).map(Some)
-            }
-        });
-        let buffer_dir = p.parse("BUFFER_DIR", "empty, or an existing writable directory", |s| {
-            if s.is_empty() {
-                Some(None)
-            } else {
-                let p = std::path::PathBuf::from(s);
-                p.is_dir().then_some(Some(p))
-            }
-        });
+        let compression = p.parse(
+            "COMPRESSION",
+            "off, or a comma-separated list of gzip and br",
+            parse_compression,
+        );
+        let compression_min_size = p.parse(
+            "COMPRESSION_MIN_SIZE",
+            "a size from 0 to 64k such as 1k",
+            |s| parse_size(s).and_then(|n| u16::try_from(n).ok()),
+        );
+        let buffer_requests = p.parse(
+            "BUFFER_REQUESTS",
+            "off, or a size such as 64k or 1m (at most 1g)",
+            |s| {
+                if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("false") {
+                    Some(None)
+                } else {
+                    parse_size(s).filter(|n| *n > 0 && *n <= 1 << 30).map(Some)
+                }
+            },
+        );
+        let buffer_dir = p.parse(
+            "BUFFER_DIR",
+            "empty, or an existing writable directory",
+            |s| {
+                if s.is_empty() {
+                    Some(None)
+                } else {
+                    let p = std::path::PathBuf::from(s);
+                    p.is_dir().then_some(Some(p))
+                }
+            },
+        );
         let log_format = p.parse("LOG_FORMAT", "json or text", |s| {
             match s.to_ascii_lowercase().as_str() {
                 "json" => Some(LogFormat::Json),
@@ -509,9 +572,7 @@ impl Parser<'_> {
         self.parse(
             name,
             "a duration such as 250ms, 10s or 2m (greater than 0, at most 24h)",
-            |s| {
-                parse_duration(s).filter(|d| !d.is_zero() && *d <= Duration::from_secs(86_400))
-            },
+            |s| parse_duration(s).filter(|d| !d.is_zero() && *d <= Duration::from_secs(86_400)),
         )
     }
 }

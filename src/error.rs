@@ -145,7 +145,10 @@ pub fn find_cause<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) 
 
 /// Classifies a failure of the pooled client. Errors caused by the client's
 /// own body (too large, too slow) are the client's fault, not the app's.
-pub fn classify_client_error(err: &hyper_util::client::legacy::Error, app_seen: bool) -> ProxyError {
+pub fn classify_client_error(
+    err: &hyper_util::client::legacy::Error,
+    app_seen: bool,
+) -> ProxyError {
     let dyn_err: &(dyn StdError + 'static) = err;
     if find_cause::<BodyTooLarge>(dyn_err).is_some() {
         return ProxyError::BodyTooLarge;

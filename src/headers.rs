@@ -263,8 +263,16 @@ pub enum UnderscorePolicy {
     Allow,
 }
 
-/// Applies the underscore policy; `Err(())` means the request must be refused.
-pub fn apply_underscore_policy(headers: &mut HeaderMap, policy: UnderscorePolicy) -> Result<(), ()> {
+/// A header name with `_` under the `reject` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("header name with underscore")]
+pub struct UnderscoreRejected;
+
+/// Applies the underscore policy; an error means the request must be refused.
+pub fn apply_underscore_policy(
+    headers: &mut HeaderMap,
+    policy: UnderscorePolicy,
+) -> Result<(), UnderscoreRejected> {
     if policy == UnderscorePolicy::Allow {
         return Ok(());
     }
@@ -277,7 +285,7 @@ pub fn apply_underscore_policy(headers: &mut HeaderMap, policy: UnderscorePolicy
         return Ok(());
     }
     if policy == UnderscorePolicy::Reject {
-        return Err(());
+        return Err(UnderscoreRejected);
     }
     for n in bad {
         headers.remove(&n);
@@ -289,7 +297,10 @@ pub fn apply_underscore_policy(headers: &mut HeaderMap, policy: UnderscorePolicy
 /// could break a log line or a header.
 pub fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
-    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| (0x21..=0x7e).contains(c) && *c != b'"' && *c != b'\\')
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| (0x21..=0x7e).contains(c) && *c != b'"' && *c != b'\\')
 }
 
 /// A fresh 128-bit request id, hex encoded. Not cryptographic: ids identify,
@@ -323,7 +334,12 @@ pub fn new_request_id() -> HeaderValue {
     });
     let mut buf = [0u8; 32];
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in a.to_be_bytes().iter().chain(b.to_be_bytes().iter()).enumerate() {
+    for (i, byte) in a
+        .to_be_bytes()
+        .iter()
+        .chain(b.to_be_bytes().iter())
+        .enumerate()
+    {
         buf[i * 2] = HEX[(byte >> 4) as usize];
         buf[i * 2 + 1] = HEX[(byte & 0xf) as usize];
     }
@@ -346,7 +362,9 @@ pub enum Ambiguity {
 impl Ambiguity {
     pub fn reason(self) -> &'static str {
         match self {
-            Self::ContentLengthWithTransferEncoding => "Content-Length together with Transfer-Encoding",
+            Self::ContentLengthWithTransferEncoding => {
+                "Content-Length together with Transfer-Encoding"
+            }
             Self::ConflictingContentLength => "conflicting Content-Length values",
             Self::BadContentLength => "invalid Content-Length",
             Self::UnsupportedTransferEncoding => "Transfer-Encoding other than chunked",
@@ -398,7 +416,11 @@ pub fn check_framing(headers: &HeaderMap, require_host: bool) -> Result<(), Ambi
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| Ambiguity::UnsupportedTransferEncoding)?
             .iter()
-            .flat_map(|s| s.split(',').map(|t| t.trim().to_string()).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.split(',')
+                    .map(|t| t.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         if codings.len() != 1 || codings[0] != "chunked" {
             return Err(Ambiguity::UnsupportedTransferEncoding);
@@ -424,7 +446,8 @@ pub fn valid_host(v: &HeaderValue) -> bool {
     if b.is_empty() || b.len() > 255 || b.contains(&b'@') {
         return false;
     }
-    b.iter().all(|c| c.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(c))
+    b.iter()
+        .all(|c| c.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(c))
         && http::uri::Authority::try_from(b).is_ok()
 }
 
@@ -514,7 +537,12 @@ mod tests {
             ("x-real-ip", "1.1.1.1"),
         ]);
         let host = HeaderValue::from_static("shop.example");
-        let c = apply_forwarded(&mut h, peer("203.0.113.9"), &nets("10.0.0.0/8"), Some(&host));
+        let c = apply_forwarded(
+            &mut h,
+            peer("203.0.113.9"),
+            &nets("10.0.0.0/8"),
+            Some(&host),
+        );
         assert_eq!(c.to_string(), "203.0.113.9");
         assert_eq!(h["x-forwarded-for"], "203.0.113.9");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -548,9 +576,15 @@ mod tests {
     fn resolve_client_stops_at_garbage() {
         let t = nets("10.0.0.0/8");
         let p: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(resolve_client("nonsense, 10.0.0.2", p, &t).to_string(), "10.0.0.2");
+        assert_eq!(
+            resolve_client("nonsense, 10.0.0.2", p, &t).to_string(),
+            "10.0.0.2"
+        );
         assert_eq!(resolve_client("", p, &t), p);
-        assert_eq!(resolve_client("[2001:db8::1]:443", p, &t).to_string(), "2001:db8::1");
+        assert_eq!(
+            resolve_client("[2001:db8::1]:443", p, &t).to_string(),
+            "2001:db8::1"
+        );
         assert_eq!(resolve_client("1.2.3.4:99", p, &t).to_string(), "1.2.3.4");
     }
 
@@ -575,7 +609,9 @@ mod tests {
     fn request_ids() {
         assert!(valid_request_id(&HeaderValue::from_static("abc-123")));
         assert!(!valid_request_id(&HeaderValue::from_static("has space")));
-        assert!(!valid_request_id(&HeaderValue::from_str(&"a".repeat(129)).unwrap()));
+        assert!(!valid_request_id(
+            &HeaderValue::from_str(&"a".repeat(129)).unwrap()
+        ));
         let a = new_request_id();
         let b = new_request_id();
         assert_ne!(a, b);
@@ -586,11 +622,25 @@ mod tests {
     #[test]
     fn framing_checks() {
         assert_eq!(
-            check_framing(&map(&[("content-length", "5"), ("transfer-encoding", "chunked"), ("host", "a")]), true),
+            check_framing(
+                &map(&[
+                    ("content-length", "5"),
+                    ("transfer-encoding", "chunked"),
+                    ("host", "a")
+                ]),
+                true
+            ),
             Err(Ambiguity::ContentLengthWithTransferEncoding)
         );
         assert_eq!(
-            check_framing(&map(&[("content-length", "5"), ("content-length", "6"), ("host", "a")]), true),
+            check_framing(
+                &map(&[
+                    ("content-length", "5"),
+                    ("content-length", "6"),
+                    ("host", "a")
+                ]),
+                true
+            ),
             Err(Ambiguity::ConflictingContentLength)
         );
         assert_eq!(
@@ -602,7 +652,10 @@ mod tests {
             Err(Ambiguity::BadContentLength)
         );
         assert_eq!(
-            check_framing(&map(&[("transfer-encoding", "gzip, chunked"), ("host", "a")]), true),
+            check_framing(
+                &map(&[("transfer-encoding", "gzip, chunked"), ("host", "a")]),
+                true
+            ),
             Err(Ambiguity::UnsupportedTransferEncoding)
         );
         assert_eq!(

@@ -62,7 +62,11 @@ pub struct LastCheck {
 mod unix_millis {
     use std::time::{SystemTime, UNIX_EPOCH};
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+        s.serialize_u64(
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        )
     }
 }
 
@@ -142,7 +146,10 @@ pub async fn check_app(cfg: &CheckConfig) -> LastCheck {
     let started = Instant::now();
     let result = tokio::time::timeout(cfg.timeout, check_inner(cfg)).await;
     let (ok, detail) = match result {
-        Err(_) => (false, format!("no answer from {} within {:?}", cfg.app_addr, cfg.timeout)),
+        Err(_) => (
+            false,
+            format!("no answer from {} within {:?}", cfg.app_addr, cfg.timeout),
+        ),
         Ok(Ok(d)) => (true, d),
         Ok(Err(e)) => (false, e),
     };
@@ -162,15 +169,19 @@ async fn check_inner(cfg: &CheckConfig) -> Result<String, String> {
         CheckMode::Tcp => return Ok(format!("TCP connect to {} succeeded", cfg.app_addr)),
         CheckMode::Http(p) => p,
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP handshake failed: {e}"))?;
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
     let req = Request::get(path.as_str())
         .header(header::HOST, cfg.app_addr.to_string())
-        .header(header::USER_AGENT, concat!("podgate/", env!("CARGO_PKG_VERSION"), " health-check"))
+        .header(
+            header::USER_AGENT,
+            concat!("podgate/", env!("CARGO_PKG_VERSION"), " health-check"),
+        )
         .body(Empty::new())
         .map_err(|e| format!("invalid PODGATE_APP_HEALTH_PATH: {e}"))?;
     let resp = sender
@@ -189,7 +200,12 @@ async fn check_inner(cfg: &CheckConfig) -> Result<String, String> {
 
 /// Runs until `stop` is cancelled: checks quickly until the app first answers
 /// (so the pod turns ready as soon as it can serve), then every `interval`.
-pub async fn run_checker(cfg: CheckConfig, health: Arc<AppHealth>, metrics: Arc<Metrics>, stop: CancellationToken) {
+pub async fn run_checker(
+    cfg: CheckConfig,
+    health: Arc<AppHealth>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let fast = cfg.interval.min(Duration::from_millis(200));
     let mut was_ok: Option<bool> = None;
     loop {

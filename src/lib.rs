@@ -117,11 +117,13 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         var: "LISTEN",
         source,
     })?;
-    let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.admin_listen,
-        var: "ADMIN_LISTEN",
-        source,
-    })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.admin_listen,
+            var: "ADMIN_LISTEN",
+            source,
+        })?;
 
     let health = AppHealth::new();
     let metrics = Arc::new(Metrics::new());
@@ -159,7 +161,11 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         effective,
         drain: drain.clone(),
     });
-    tokio::spawn(admin::serve(admin_listener, admin_state, stop_admin.clone()));
+    tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        stop_admin.clone(),
+    ));
     tracing::info!(
         listen = %proxy_addr,
         admin = %admin_addr,

@@ -24,7 +24,9 @@ fn main() -> ExitCode {
     };
     // available_parallelism honours the cgroup CPU quota, so a sidecar with a
     // 1-CPU limit runs one worker instead of one per node core.
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -39,7 +41,8 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match command {
             Command::Serve => {
-                let _guard = podgate::telemetry::init(loaded.config.log_format, &loaded.config.log_filter);
+                let _guard =
+                    podgate::telemetry::init(loaded.config.log_format, &loaded.config.log_filter);
                 for w in &loaded.warnings {
                     tracing::warn!("{w}");
                 }

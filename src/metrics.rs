@@ -79,7 +79,11 @@ impl Metrics {
             })
             .set(1);
 
-        registry.register("requests", "Requests answered, by method and status class", requests.clone());
+        registry.register(
+            "requests",
+            "Requests answered, by method and status class",
+            requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from request head to the end of the response",
@@ -90,9 +94,21 @@ impl Metrics {
             "Time the app took to send its response head",
             upstream_duration.clone(),
         );
-        registry.register("requests_in_flight", "Requests being served now", in_flight.clone());
-        registry.register("client_connections_open", "Client connections open now", connections_open.clone());
-        registry.register("client_connections", "Client connections accepted", connections_total.clone());
+        registry.register(
+            "requests_in_flight",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "client_connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "client_connections",
+            "Client connections accepted",
+            connections_total.clone(),
+        );
         registry.register(
             "upstream_errors",
             "Failed requests to the app, by kind (app_refused, connect_timeout, response_timeout, app_closed, bad_response, ...)",
@@ -103,11 +119,31 @@ impl Metrics {
             "Requests sent again on a fresh connection after the keep-alive race",
             upstream_retries.clone(),
         );
-        registry.register("request_bytes", "Request body bytes received from clients", bytes_in.clone());
-        registry.register("response_bytes", "Response body bytes sent to clients", bytes_out.clone());
-        registry.register("ready", "1 when podgate reports ready (listening and the app answers)", ready.clone());
-        registry.register("app_queue_length", "Requests waiting for an app slot (PODGATE_APP_CONCURRENCY)", app_queue.clone());
-        registry.register("app_rejected", "Requests answered 503 because the app was saturated", app_rejected.clone());
+        registry.register(
+            "request_bytes",
+            "Request body bytes received from clients",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "response_bytes",
+            "Response body bytes sent to clients",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when podgate reports ready (listening and the app answers)",
+            ready.clone(),
+        );
+        registry.register(
+            "app_queue_length",
+            "Requests waiting for an app slot (PODGATE_APP_CONCURRENCY)",
+            app_queue.clone(),
+        );
+        registry.register(
+            "app_rejected",
+            "Requests answered 503 because the app was saturated",
+            app_rejected.clone(),
+        );
         registry.register("build_info", "podgate build", build);
 
         Self {
@@ -175,7 +211,9 @@ impl Metrics {
     }
 
     pub fn upstream_error(&self, kind: &'static str) {
-        self.upstream_errors.get_or_create(&KindLabel { kind }).inc();
+        self.upstream_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
     }
 
     pub fn upstream_retry(&self) {
@@ -205,7 +243,10 @@ impl Metrics {
             "app_closed",
             "bad_response",
         ] {
-            total += self.upstream_errors.get_or_create(&KindLabel { kind }).get();
+            total += self
+                .upstream_errors
+                .get_or_create(&KindLabel { kind })
+                .get();
         }
         total
     }
@@ -253,9 +294,19 @@ mod tests {
     fn renders_counts_with_bounded_labels() {
         let m = Metrics::new();
         m.request_started();
-        m.request_finished(&http::Method::from_bytes(b"BREW").unwrap(), 418, 0.01, Some(0.005), 3, 4);
+        m.request_finished(
+            &http::Method::from_bytes(b"BREW").unwrap(),
+            418,
+            0.01,
+            Some(0.005),
+            3,
+            4,
+        );
         let text = m.render();
-        assert!(text.contains("podgate_requests_total{method=\"OTHER\",status_class=\"4xx\"} 1"), "{text}");
+        assert!(
+            text.contains("podgate_requests_total{method=\"OTHER\",status_class=\"4xx\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("podgate_build_info{version=\""));
         assert!(text.contains("podgate_requests_in_flight 0"));
         assert!(text.contains("podgate_response_bytes_total 4"));

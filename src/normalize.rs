@@ -96,7 +96,9 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let cfg = self.config.clone();
         let conn = req.extensions().get::<ConnInfo>().copied();
-        let peer_ip = conn.map(|c| c.peer.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let peer_ip = conn
+            .map(|c| c.peer.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
 
         // The request id comes first so that even a refused request has one.
         let request_id = match req.headers().get(&cfg.request_id_header) {
@@ -148,7 +150,10 @@ fn prepare<B>(
     if target_len > cfg.max_uri {
         return Err(ProxyError::UriTooLong);
     }
-    if uri.path_and_query().is_none_or(|p| !p.as_str().starts_with('/')) {
+    if uri
+        .path_and_query()
+        .is_none_or(|p| !p.as_str().starts_with('/'))
+    {
         // asterisk-form (`OPTIONS *`) and authority-form targets are not
         // something an app behind a sidecar can answer.
         return Err(ProxyError::BadRequest("unsupported request target"));

@@ -74,7 +74,11 @@ where
         let Some(prefix) = &self.prefix else {
             return Either::Inner(self.inner.call(req));
         };
-        let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         let Some(rest) = strip(pq, prefix).and_then(|r| PathAndQuery::try_from(r).ok()) else {
             let mut resp = Response::new(body::full("not found\n"));
             *resp.status_mut() = StatusCode::NOT_FOUND;
@@ -100,10 +104,16 @@ mod tests {
     fn strips_only_whole_segments() {
         assert_eq!(strip("/test01", "/test01").as_deref(), Some("/"));
         assert_eq!(strip("/test01/", "/test01").as_deref(), Some("/"));
-        assert_eq!(strip("/test01/a/b?x=1", "/test01").as_deref(), Some("/a/b?x=1"));
+        assert_eq!(
+            strip("/test01/a/b?x=1", "/test01").as_deref(),
+            Some("/a/b?x=1")
+        );
         assert_eq!(strip("/test01?x=1", "/test01").as_deref(), Some("/?x=1"));
         assert_eq!(strip("/test012", "/test01"), None);
         assert_eq!(strip("/other", "/test01"), None);
-        assert_eq!(strip("/test01/%2e%2e/x", "/test01").as_deref(), Some("/%2e%2e/x"));
+        assert_eq!(
+            strip("/test01/%2e%2e/x", "/test01").as_deref(),
+            Some("/%2e%2e/x")
+        );
     }
 }

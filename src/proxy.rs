@@ -136,7 +136,8 @@ impl Service<Request<Body>> for Proxy {
                     e.to_response()
                 }
             };
-            resp.extensions_mut().insert(UpstreamTiming(started.elapsed()));
+            resp.extensions_mut()
+                .insert(UpstreamTiming(started.elapsed()));
             Ok(resp)
         })
     }
@@ -178,7 +179,11 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
     let wants_replay = idempotent
         && !upgrade
         && (req.body().is_end_stream()
-            || req.body().size_hint().upper().is_some_and(|n| n <= REPLAY_LIMIT));
+            || req
+                .body()
+                .size_hint()
+                .upper()
+                .is_some_and(|n| n <= REPLAY_LIMIT));
     if wants_replay {
         let (parts, b) = req.into_parts();
         let bytes = if b.is_end_stream() {
@@ -192,7 +197,11 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
             headers: parts.headers.clone(),
             body: bytes.clone(),
         });
-        let b = if bytes.is_empty() { body::empty() } else { body::full(bytes) };
+        let b = if bytes.is_empty() {
+            body::empty()
+        } else {
+            body::full(bytes)
+        };
         req = Request::from_parts(parts, b);
     }
 
@@ -303,7 +312,9 @@ fn respond(
 ) -> Result<Response<Body>, ProxyError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return Err(ProxyError::BadResponse("101 Switching Protocols without an upgrade request".into()));
+            return Err(ProxyError::BadResponse(
+                "101 Switching Protocols without an upgrade request".into(),
+            ));
         };
         let app_upgrade = hyper::upgrade::on(&mut resp);
         inner.tunnels.spawn(tunnel(client_upgrade, app_upgrade));
@@ -345,7 +356,9 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, app: hyper::upgrade::OnUpgrad
     let mut client = TokioIo::new(client);
     let mut app = TokioIo::new(app);
     match tokio::io::copy_bidirectional(&mut client, &mut app).await {
-        Ok((up, down)) => tracing::debug!(bytes_to_app = up, bytes_to_client = down, "tunnel closed"),
+        Ok((up, down)) => {
+            tracing::debug!(bytes_to_app = up, bytes_to_client = down, "tunnel closed")
+        }
         Err(e) => tracing::debug!(error = %e, "tunnel closed with an error"),
     }
 }

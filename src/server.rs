@@ -13,6 +13,7 @@
 //!  * idle between requests: `idle_timeout`;
 //!  * requests in flight: no connection-level limit (body and upstream
 //!    timeouts apply to the request itself).
+//!
 //! The protocol sniff waits at most `header_timeout` for the first bytes,
 //! which also closes clients that connect and send nothing (the auto builder
 //! of hyper-util would wait forever, hyper #3756).
@@ -157,9 +158,18 @@ async fn sniff_h2(stream: &TcpStream) -> io::Result<bool> {
     }
 }
 
-async fn handle<S, B>(stream: TcpStream, info: ConnInfo, svc: S, cfg: &ServerConfig, close: CancellationToken)
-where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + Sync + 'static,
+async fn handle<S, B>(
+    stream: TcpStream,
+    info: ConnInfo,
+    svc: S,
+    cfg: &ServerConfig,
+    close: CancellationToken,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send + 'static,
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -209,8 +219,12 @@ where
 
 /// Polls a connection to completion, closing it gracefully on shutdown and
 /// dropping it when the watchdog fires.
-async fn drive<C, W>(mut conn: Pin<&mut C>, mut watchdog: Pin<&mut W>, close: &CancellationToken, shutdown: fn(Pin<&mut C>))
-where
+async fn drive<C, W>(
+    mut conn: Pin<&mut C>,
+    mut watchdog: Pin<&mut W>,
+    close: &CancellationToken,
+    shutdown: fn(Pin<&mut C>),
+) where
     C: Future<Output = Result<(), hyper::Error>>,
     W: Future<Output = &'static str>,
 {
@@ -245,7 +259,10 @@ struct ConnService<S> {
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -281,7 +298,10 @@ where
         let this = self.project();
         let Ok(resp) = std::task::ready!(this.fut.poll(cx));
         let guard = this.guard.take();
-        Poll::Ready(Ok(resp.map(|inner| ActiveBody { inner, _guard: guard })))
+        Poll::Ready(Ok(resp.map(|inner| ActiveBody {
+            inner,
+            _guard: guard,
+        })))
     }
 }
 
@@ -309,7 +329,10 @@ where
 {
     type Data = Bytes;
     type Error = B::Error;
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         self.project().inner.poll_frame(cx)
     }
     fn is_end_stream(&self) -> bool {
@@ -373,7 +396,11 @@ impl Activity {
     }
 
     /// Resolves with a reason when the connection has outstayed its welcome.
-    async fn watchdog(self: Arc<Self>, header_timeout: Duration, idle_timeout: Duration) -> &'static str {
+    async fn watchdog(
+        self: Arc<Self>,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> &'static str {
         let header_ms = header_timeout.as_millis() as u64;
         let idle_ms = idle_timeout.as_millis() as u64;
         loop {
@@ -387,7 +414,11 @@ impl Activity {
                 } else {
                     let since = self.idle_since.load(Ordering::Acquire);
                     let served = self.served_one.load(Ordering::Relaxed);
-                    let limit = if served || self.h2 { idle_ms } else { header_ms };
+                    let limit = if served || self.h2 {
+                        idle_ms
+                    } else {
+                        header_ms
+                    };
                     (since + limit, "idle timeout")
                 }
             };
@@ -410,7 +441,11 @@ pin_project! {
 }
 
 impl AsyncRead for ActivityIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         let r = this.inner.poll_read(cx, buf);
@@ -422,7 +457,11 @@ impl AsyncRead for ActivityIo {
 }
 
 impl AsyncWrite for ActivityIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.project().inner.poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

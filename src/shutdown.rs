@@ -39,7 +39,10 @@ pub async fn wait_for_stop(drain: &CancellationToken) -> std::io::Result<StopReq
 /// Sleeps for the drain delay, cut short by a second SIGINT or SIGTERM (an
 /// operator who insists).
 pub async fn drain_delay(delay: Duration) {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tokio::time::sleep(delay).await;
         return;
     };

@@ -40,8 +40,12 @@ pub fn build(
     cfg: &Config,
     proxy: Proxy,
     metrics: Arc<Metrics>,
-) -> impl Service<Request<Incoming>, Response = Response<Logged>, Error = Infallible, Future = impl Send>
-       + Clone
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<Logged>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
        + Send
        + Sync
        + 'static {
@@ -57,7 +61,8 @@ pub fn build(
         ))
         .service(proxy);
     let inner = if cfg.compression.enabled() {
-        let predicate = DefaultPredicate::new().and(SizeAbove::new(cfg.compression_min_size as u64));
+        let predicate =
+            DefaultPredicate::new().and(SizeAbove::new(cfg.compression_min_size as u64));
         let layer = CompressionLayer::new()
             .gzip(cfg.compression.gzip)
             .br(cfg.compression.br)
@@ -78,8 +83,6 @@ pub fn build(
         .service(inner)
 }
 
-fn box_response(
-    r: Response<tower_http::compression::CompressionBody<Body>>,
-) -> Response<Body> {
+fn box_response(r: Response<tower_http::compression::CompressionBody<Body>>) -> Response<Body> {
     r.map(body::boxed)
 }

@@ -94,7 +94,8 @@ enum Decision {
 /// separators smuggled in encoded form, and no symlink out of the root.
 async fn resolve(root: &Path, rel: &str) -> Decision {
     let lower = rel.to_ascii_lowercase();
-    if rel.contains('\\') || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+    if rel.contains('\\') || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00")
+    {
         return Decision::Forbidden;
     }
     let Some(decoded) = percent_decode(rel) else {
@@ -138,7 +139,9 @@ fn percent_decode(s: &str) -> Option<String> {
 fn percent_encode_path(p: &Path) -> String {
     let mut out = String::new();
     for comp in p.components() {
-        let std::path::Component::Normal(seg) = comp else { continue };
+        let std::path::Component::Normal(seg) = comp else {
+            continue;
+        };
         out.push('/');
         for b in seg.as_encoded_bytes() {
             if b.is_ascii_alphanumeric() || b"-._~".contains(b) {
@@ -169,7 +172,9 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>>;
+    type Future = crate::limit::futures_either::Either<
+        Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -193,11 +198,14 @@ where
             let real = match decision {
                 Decision::Serve(real) => real,
                 Decision::Forbidden => return Ok(plain(StatusCode::FORBIDDEN, "forbidden\n")),
-                Decision::NotFound | Decision::App if shared.cfg.fallthrough => return inner.call(req).await,
+                Decision::NotFound | Decision::App if shared.cfg.fallthrough => {
+                    return inner.call(req).await
+                }
                 Decision::NotFound => return Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
                 Decision::App => {
                     let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                    r.headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                     return Ok(r);
                 }
             };
@@ -210,8 +218,13 @@ where
             // ServeDir resolves the URI path below its root: hand it the part
             // after the prefix (it would otherwise look for root/static/…).
             let (mut parts, _) = req.into_parts();
-            let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-            parts.uri = Uri::try_from(format!("{rel}{query}")).unwrap_or_else(|_| Uri::from_static("/"));
+            let query = parts
+                .uri
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            parts.uri =
+                Uri::try_from(format!("{rel}{query}")).unwrap_or_else(|_| Uri::from_static("/"));
             let sreq = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
             let resp = match shared.serve.clone().oneshot(sreq).await {
                 Ok(r) => r,

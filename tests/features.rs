@@ -26,7 +26,11 @@ async fn static_files_are_served_safely() {
     let root = temp_dir("static");
     let dir = root.join("static");
     std::fs::create_dir_all(dir.join("css")).unwrap();
-    std::fs::write(dir.join("css/site.css"), "body { color: red; }\n".repeat(100)).unwrap();
+    std::fs::write(
+        dir.join("css/site.css"),
+        "body { color: red; }\n".repeat(100),
+    )
+    .unwrap();
     std::fs::write(dir.join("app.js"), "console.log(1)").unwrap();
     std::fs::write(dir.join("app.js.gz"), b"\x1f\x8bfake-gzip").unwrap();
     std::fs::write(dir.join("a b.txt"), "spaced").unwrap();
@@ -54,24 +58,52 @@ async fn static_files_are_served_safely() {
     assert!(r.text().await.unwrap().starts_with("body { color: red; }"));
 
     // Conditional request.
-    let mut req = c.get(pg.url("/static/css/site.css")).header("if-modified-since", last_modified);
+    let mut req = c
+        .get(pg.url("/static/css/site.css"))
+        .header("if-modified-since", last_modified);
     if let Some(e) = etag {
         req = req.header("if-none-match", e);
     }
     assert_eq!(req.send().await.unwrap().status(), 304);
 
     // Range.
-    let r = c.get(pg.url("/static/css/site.css")).header("range", "bytes=0-3").send().await.unwrap();
+    let r = c
+        .get(pg.url("/static/css/site.css"))
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.text().await.unwrap(), "body");
 
     // Precompressed variant.
-    let r = c.get(pg.url("/static/app.js")).header("accept-encoding", "gzip").send().await.unwrap();
+    let r = c
+        .get(pg.url("/static/app.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"\x1f\x8bfake-gzip");
 
-    assert_eq!(c.get(pg.url("/static/a%20b.txt")).send().await.unwrap().text().await.unwrap(), "spaced");
-    assert_eq!(c.get(pg.url("/static/inside.css")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(pg.url("/static/a%20b.txt"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "spaced"
+    );
+    assert_eq!(
+        c.get(pg.url("/static/inside.css"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // Escapes, raw so no client normalises the path first.
     for path in [
@@ -86,13 +118,19 @@ async fn static_files_are_served_safely() {
         "/static/",
     ] {
         let text = String::from_utf8_lossy(
-            &raw(pg.addr, format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes())
-                .await
-                .unwrap(),
+            &raw(
+                pg.addr,
+                format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap(),
         )
         .into_owned();
         let status = status_of(&text);
-        assert!(status == 403 || status == 404 || status == 400, "{path}: {status}");
+        assert!(
+            status == 403 || status == 404 || status == 400,
+            "{path}: {status}"
+        );
         assert!(!text.contains("top secret"), "{path} leaked: {text}");
     }
     // Not configured to fall through: a missing file is podgate's 404.
@@ -102,9 +140,22 @@ async fn static_files_are_served_safely() {
     let r = c.get(pg.url("/page")).send().await.unwrap();
     assert!(r.text().await.unwrap().contains("\"target\":\"/page\""));
 
-    let pg = start_podgate(app, &[("STATIC_DIR", dir.to_str().unwrap()), ("STATIC_FALLTHROUGH", "true")]).await;
+    let pg = start_podgate(
+        app,
+        &[
+            ("STATIC_DIR", dir.to_str().unwrap()),
+            ("STATIC_FALLTHROUGH", "true"),
+        ],
+    )
+    .await;
     let r = c.get(pg.url("/static/missing.css")).send().await.unwrap();
-    assert!(r.text().await.unwrap().contains("\"target\":\"/static/missing.css\""), "fell through to the app");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("\"target\":\"/static/missing.css\""),
+        "fell through to the app"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -112,10 +163,15 @@ async fn static_files_are_served_safely() {
 async fn compression_follows_accept_encoding() {
     let app = spawn_app(|req: Request<Incoming>| async move {
         let mut r = Response::new(full("x".repeat(4000)));
-        let ct = if req.uri().path() == "/img" { "image/png" } else { "text/html" };
+        let ct = if req.uri().path() == "/img" {
+            "image/png"
+        } else {
+            "text/html"
+        };
         r.headers_mut().insert("content-type", ct.parse().unwrap());
         if req.uri().path() == "/pre" {
-            r.headers_mut().insert("content-encoding", "identity-custom".parse().unwrap());
+            r.headers_mut()
+                .insert("content-encoding", "identity-custom".parse().unwrap());
         }
         if req.uri().path() == "/small" {
             *r.body_mut() = full("tiny");
@@ -123,28 +179,73 @@ async fn compression_follows_accept_encoding() {
         r
     })
     .await;
-    let pg = start_podgate(app, &[("COMPRESSION", "gzip,br"), ("COMPRESSION_MIN_SIZE", "1k")]).await;
+    let pg = start_podgate(
+        app,
+        &[("COMPRESSION", "gzip,br"), ("COMPRESSION_MIN_SIZE", "1k")],
+    )
+    .await;
     // A client that does not decode, to see the raw encoding.
     let c = client();
-    let r = c.get(pg.url("/")).header("accept-encoding", "gzip").send().await.unwrap();
+    let r = c
+        .get(pg.url("/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
-    assert!(r.headers()["vary"].to_str().unwrap().to_ascii_lowercase().contains("accept-encoding"));
+    assert!(r.headers()["vary"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("accept-encoding"));
     let zipped = r.bytes().await.unwrap();
     assert!(zipped.len() < 4000);
-    let r = c.get(pg.url("/")).header("accept-encoding", "gzip;q=0.5, br;q=1").send().await.unwrap();
+    let r = c
+        .get(pg.url("/"))
+        .header("accept-encoding", "gzip;q=0.5, br;q=1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-encoding"], "br");
-    let r = c.get(pg.url("/")).header("accept-encoding", "gzip;q=0").send().await.unwrap();
+    let r = c
+        .get(pg.url("/"))
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("content-encoding").is_none());
     let r = c.get(pg.url("/")).send().await.unwrap();
-    assert!(r.headers().get("content-encoding").is_none(), "no Accept-Encoding, no compression");
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "no Accept-Encoding, no compression"
+    );
     for path in ["/img", "/pre", "/small"] {
-        let r = c.get(pg.url(path)).header("accept-encoding", "gzip").send().await.unwrap();
-        let ce = r.headers().get("content-encoding").map(|v| v.to_str().unwrap().to_string());
-        assert!(ce.is_none() || ce.as_deref() == Some("identity-custom"), "{path}: {ce:?}");
+        let r = c
+            .get(pg.url(path))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        let ce = r
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            ce.is_none() || ce.as_deref() == Some("identity-custom"),
+            "{path}: {ce:?}"
+        );
     }
     let pg = start_podgate(app, &[]).await;
-    let r = c.get(pg.url("/")).header("accept-encoding", "gzip").send().await.unwrap();
-    assert!(r.headers().get("content-encoding").is_none(), "off by default");
+    let r = c
+        .get(pg.url("/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "off by default"
+    );
 }
 
 /// A client uploading slowly must not occupy an app worker for the upload:
@@ -166,7 +267,13 @@ async fn buffering_keeps_slow_uploads_off_the_app() {
     let dir = temp_dir("spool");
     for (vars, size) in [
         (vec![("BUFFER_REQUESTS", "64k")], 30_000usize),
-        (vec![("BUFFER_REQUESTS", "8k"), ("BUFFER_DIR", dir.to_str().unwrap())], 60_000),
+        (
+            vec![
+                ("BUFFER_REQUESTS", "8k"),
+                ("BUFFER_DIR", dir.to_str().unwrap()),
+            ],
+            60_000,
+        ),
     ] {
         let pg = start_podgate(app, &vars).await;
         let mut s = TcpStream::connect(pg.addr).await.unwrap();
@@ -184,13 +291,21 @@ async fn buffering_keeps_slow_uploads_off_the_app() {
         assert!(text.ends_with(&"z".repeat(100)));
         let (app_time, len) = *seen.lock().unwrap().last().unwrap();
         assert_eq!(len, size);
-        assert!(app_time < Duration::from_millis(300), "app held for {app_time:?} by a ~1.2 s upload");
+        assert!(
+            app_time < Duration::from_millis(300),
+            "app held for {app_time:?} by a ~1.2 s upload"
+        );
     }
     // The spool directory is left empty.
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     // Without a spool directory, bodies above the memory size are refused.
     let pg = start_podgate(app, &[("BUFFER_REQUESTS", "1k")]).await;
-    let r = client().post(pg.url("/up")).body(vec![0u8; 5000]).send().await.unwrap();
+    let r = client()
+        .post(pg.url("/up"))
+        .body(vec![0u8; 5000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -200,16 +315,40 @@ async fn strip_prefix_rewrites_and_refuses_outside() {
     let app = spawn_echo_app().await;
     let pg = start_podgate(app, &[("STRIP_PREFIX", "/test01")]).await;
     let c = client();
-    let doc: serde_json::Value =
-        serde_json::from_str(&c.get(pg.url("/test01/admin/login?next=%2F")).send().await.unwrap().text().await.unwrap())
-            .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(
+        &c.get(pg.url("/test01/admin/login?next=%2F"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(doc["target"], "/admin/login?next=%2F");
-    let prefix = doc["headers"].as_array().unwrap().iter().find(|h| h[0] == "x-forwarded-prefix").unwrap()[1].clone();
+    let prefix = doc["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "x-forwarded-prefix")
+        .unwrap()[1]
+        .clone();
     assert_eq!(prefix, "/test01");
-    let doc: serde_json::Value =
-        serde_json::from_str(&c.get(pg.url("/test01")).send().await.unwrap().text().await.unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(
+        &c.get(pg.url("/test01"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(doc["target"], "/");
-    assert_eq!(c.get(pg.url("/test012/x")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(pg.url("/test012/x")).send().await.unwrap().status(),
+        404
+    );
     assert_eq!(c.get(pg.url("/other")).send().await.unwrap().status(), 404);
 }
 
@@ -231,7 +370,11 @@ async fn app_concurrency_queues_then_sheds_with_503() {
     .await;
     let pg = start_podgate(
         app,
-        &[("APP_CONCURRENCY", "2"), ("APP_QUEUE", "2"), ("APP_QUEUE_TIMEOUT", "2s")],
+        &[
+            ("APP_CONCURRENCY", "2"),
+            ("APP_QUEUE", "2"),
+            ("APP_QUEUE_TIMEOUT", "2s"),
+        ],
     )
     .await;
     let c = client();
@@ -241,7 +384,10 @@ async fn app_concurrency_queues_then_sheds_with_503() {
         let url = pg.url(&format!("/{i}"));
         tasks.push(tokio::spawn(async move {
             let r = c.get(url).send().await.unwrap();
-            (r.status().as_u16(), r.headers().get("retry-after").is_some())
+            (
+                r.status().as_u16(),
+                r.headers().get("retry-after").is_some(),
+            )
         }));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -260,7 +406,10 @@ async fn app_concurrency_queues_then_sheds_with_503() {
     }
     assert_eq!(ok, 4, "2 in flight + 2 queued");
     assert_eq!(shed, 4);
-    assert!(peak.load(Ordering::SeqCst) <= 2, "the app never saw more than 2 at once");
+    assert!(
+        peak.load(Ordering::SeqCst) <= 2,
+        "the app never saw more than 2 at once"
+    );
     let m = pg.running.metrics.render();
     assert!(m.contains("podgate_app_rejected_total 4"), "{m}");
     assert!(m.contains("podgate_app_queue_length 0"));

@@ -20,7 +20,11 @@ async fn get(url: &str) -> (u16, String) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -37,7 +41,14 @@ async fn probes_metrics_and_status() {
         }
     })
     .await;
-    let pg = start_podgate(app, &[("APP_HEALTH_PATH", "/healthz"), ("APP_CHECK_INTERVAL", "5s")]).await;
+    let pg = start_podgate(
+        app,
+        &[
+            ("APP_HEALTH_PATH", "/healthz"),
+            ("APP_CHECK_INTERVAL", "5s"),
+        ],
+    )
+    .await;
     wait_ready(&pg).await;
     assert_eq!(get(&pg.admin_url("/livez")).await, (200, "ok\n".into()));
     assert_eq!(get(&pg.admin_url("/readyz")).await, (200, "ready\n".into()));
@@ -46,7 +57,10 @@ async fn probes_metrics_and_status() {
     for _ in 0..200 {
         assert_eq!(get(&pg.admin_url("/readyz")).await.0, 200);
     }
-    assert!(health_hits.load(Ordering::SeqCst) - before <= 1, "probes reached the app");
+    assert!(
+        health_hits.load(Ordering::SeqCst) - before <= 1,
+        "probes reached the app"
+    );
 
     client().get(pg.url("/x")).send().await.unwrap();
     let (code, metrics) = get(&pg.admin_url("/metrics")).await;
@@ -93,14 +107,24 @@ async fn readiness_follows_an_http_health_check() {
         }
     })
     .await;
-    let pg = start_podgate(app, &[("APP_HEALTH_PATH", "/healthz"), ("APP_CHECK_INTERVAL", "100ms")]).await;
+    let pg = start_podgate(
+        app,
+        &[
+            ("APP_HEALTH_PATH", "/healthz"),
+            ("APP_CHECK_INTERVAL", "100ms"),
+        ],
+    )
+    .await;
     wait_ready(&pg).await;
     healthy.store(0, Ordering::SeqCst);
     within(WAIT, async {
         loop {
             let (code, text) = get(&pg.admin_url("/readyz")).await;
             if code == 503 {
-                assert!(text.contains("answered 500 Internal Server Error"), "{text}");
+                assert!(
+                    text.contains("answered 500 Internal Server Error"),
+                    "{text}"
+                );
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -127,10 +151,18 @@ async fn startup_before_the_app() {
     assert_eq!(r.headers()["retry-after"], "1");
 
     let listener = tokio::net::TcpListener::bind(app_addr).await.unwrap();
-    serve_app_on(listener, |_req: Request<Incoming>| async { Response::new(full("up")) }, None);
+    serve_app_on(
+        listener,
+        |_req: Request<Incoming>| async { Response::new(full("up")) },
+        None,
+    );
     let t = Instant::now();
     wait_ready(&pg).await;
-    assert!(t.elapsed() < Duration::from_secs(1), "ready {:?} after the app came up", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "ready {:?} after the app came up",
+        t.elapsed()
+    );
     assert_eq!(get(&pg.url("/")).await, (200, "up".into()));
 }
 
@@ -139,7 +171,15 @@ async fn drain_endpoint_from_loopback_turns_readiness_off() {
     let app = spawn_echo_app().await;
     let pg = start_podgate(app, &[("DRAIN_DELAY", "5s")]).await;
     wait_ready(&pg).await;
-    assert_eq!(client().get(pg.admin_url("/drain")).send().await.unwrap().status(), 405);
+    assert_eq!(
+        client()
+            .get(pg.admin_url("/drain"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
     let r = client().post(pg.admin_url("/drain")).send().await.unwrap();
     assert_eq!(r.status(), 202);
     let (code, text) = get(&pg.admin_url("/readyz")).await;
@@ -180,7 +220,10 @@ async fn wait_until_up(admin: &str) {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").args([&format!("-{sig}"), &child.0.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.0.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -232,7 +275,12 @@ async fn sigterm_drains_without_failing_requests() {
             let c = if w % 2 == 0 {
                 client()
             } else {
-                reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(WAIT).build().unwrap()
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .timeout(WAIT)
+                    .build()
+                    .unwrap()
             };
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) && n < 5000 {
@@ -241,7 +289,10 @@ async fn sigterm_drains_without_failing_requests() {
                 let path = if n % 10 == 0 { "/slow" } else { "/fast" };
                 let r = c.get(format!("http://127.0.0.1:{port}{path}")).send().await;
                 let (ok, why) = match r {
-                    Ok(r) if r.status() == 200 => (r.text().await.map(|b| b == "ok").unwrap_or(false), String::new()),
+                    Ok(r) if r.status() == 200 => (
+                        r.text().await.map(|b| b == "ok").unwrap_or(false),
+                        String::new(),
+                    ),
                     Ok(r) => (false, format!("status {}", r.status())),
                     Err(e) => (false, format!("{e:?}")),
                 };
@@ -254,7 +305,11 @@ async fn sigterm_drains_without_failing_requests() {
     let sigterm_at = start.elapsed();
     signal(&child, "TERM");
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = client().get(format!("http://{admin}/readyz")).send().await.unwrap();
+    let r = client()
+        .get(format!("http://{admin}/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503, "readiness off at once");
     let status = wait_exit(&mut child, Duration::from_secs(10)).await;
     stop.store(true, Ordering::SeqCst);
@@ -263,17 +318,35 @@ async fn sigterm_drains_without_failing_requests() {
     }
     assert!(status.success(), "exit status {status:?}");
     let exited_after = start.elapsed() - sigterm_at;
-    assert!(exited_after >= Duration::from_millis(900), "drain delay honoured: {exited_after:?}");
+    assert!(
+        exited_after >= Duration::from_millis(900),
+        "drain delay honoured: {exited_after:?}"
+    );
 
     // The listener closes at SIGTERM + DRAIN_DELAY (1 s).
     let listener_closed = sigterm_at + Duration::from_millis(1000);
     let results = results.lock().unwrap();
-    let before: Vec<_> = results.iter().filter(|(t, _, _)| *t < listener_closed - Duration::from_millis(20)).collect();
+    let before: Vec<_> = results
+        .iter()
+        .filter(|(t, _, _)| *t < listener_closed - Duration::from_millis(20))
+        .collect();
     let failed: Vec<_> = before.iter().filter(|(_, ok, _)| !ok).collect();
-    let during_delay = before.iter().filter(|(t, ok, _)| *t > sigterm_at && *ok).count();
+    let during_delay = before
+        .iter()
+        .filter(|(t, ok, _)| *t > sigterm_at && *ok)
+        .count();
     assert!(before.len() > 50, "load ran: {} requests", before.len());
-    assert!(during_delay > 10, "served during the drain delay: {during_delay}");
-    assert!(failed.is_empty(), "{} of {} failed: {:?}", failed.len(), before.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        during_delay > 10,
+        "served during the drain delay: {during_delay}"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        before.len(),
+        &failed[..failed.len().min(5)]
+    );
 }
 
 #[tokio::test]
@@ -294,9 +367,15 @@ async fn nginx_and_haproxy_stop_signals_are_graceful_too() {
         let status = wait_exit(&mut child, Duration::from_secs(10)).await;
         assert!(status.success(), "{sig}: {status:?}");
         if delayed {
-            assert!(t.elapsed() >= Duration::from_millis(900), "{sig} drained, not a fast kill");
+            assert!(
+                t.elapsed() >= Duration::from_millis(900),
+                "{sig} drained, not a fast kill"
+            );
         } else {
-            assert!(t.elapsed() < Duration::from_millis(900), "SIGINT skips the delay");
+            assert!(
+                t.elapsed() < Duration::from_millis(900),
+                "SIGINT skips the delay"
+            );
         }
     }
 }
@@ -331,33 +410,64 @@ fn version_and_help() {
 fn invalid_configuration_exits_64_naming_every_variable() {
     let (code, _, err) = run(
         &[],
-        &[("PODGATE_APP_PORT", "http".into()), ("PODGATE_IDLE_TIMEOUT", "forever".into())],
+        &[
+            ("PODGATE_APP_PORT", "http".into()),
+            ("PODGATE_IDLE_TIMEOUT", "forever".into()),
+        ],
     );
     assert_eq!(code, 64);
-    assert!(err.contains("PODGATE_APP_PORT=\"http\": expected a port number from 1 to 65535"), "{err}");
-    assert!(err.contains("PODGATE_IDLE_TIMEOUT=\"forever\": expected a duration"), "{err}");
+    assert!(
+        err.contains("PODGATE_APP_PORT=\"http\": expected a port number from 1 to 65535"),
+        "{err}"
+    );
+    assert!(
+        err.contains("PODGATE_IDLE_TIMEOUT=\"forever\": expected a duration"),
+        "{err}"
+    );
 }
 
 #[test]
 fn config_shows_values_sources_and_typos() {
     let (code, out, err) = run(
         &["config"],
-        &[("PODGATE_APP_PORT", "5000".into()), ("PODGATE_APP_PROT", "1".into()), ("PODGATE_SERVICE_HOST", "10.0.0.1".into())],
+        &[
+            ("PODGATE_APP_PORT", "5000".into()),
+            ("PODGATE_APP_PROT", "1".into()),
+            ("PODGATE_SERVICE_HOST", "10.0.0.1".into()),
+        ],
     );
     assert_eq!(code, 0);
-    let line = out.lines().find(|l| l.starts_with("PODGATE_APP_PORT ")).unwrap();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("PODGATE_APP_PORT "))
+        .unwrap();
     assert!(line.contains("env") && line.ends_with("5000"), "{line}");
-    let line = out.lines().find(|l| l.starts_with("PODGATE_LISTEN ")).unwrap();
-    assert!(line.contains("default") && line.ends_with("0.0.0.0:80"), "{line}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("PODGATE_LISTEN "))
+        .unwrap();
+    assert!(
+        line.contains("default") && line.ends_with("0.0.0.0:80"),
+        "{line}"
+    );
     assert!(err.contains("PODGATE_APP_PROT"), "typo warned: {err}");
-    assert!(!err.contains("SERVICE_HOST"), "service links are not typos: {err}");
+    assert!(
+        !err.contains("SERVICE_HOST"),
+        "service links are not typos: {err}"
+    );
 }
 
 #[tokio::test]
 async fn check_tries_the_app_now() {
     let app = spawn_echo_app().await;
     let (code, out, _) = tokio::task::spawn_blocking(move || {
-        run(&["check"], &[("PODGATE_APP_PORT", app.port().to_string()), ("PODGATE_APP_HEALTH_PATH", "/healthz".into())])
+        run(
+            &["check"],
+            &[
+                ("PODGATE_APP_PORT", app.port().to_string()),
+                ("PODGATE_APP_HEALTH_PATH", "/healthz".into()),
+            ],
+        )
     })
     .await
     .unwrap();
@@ -366,7 +476,10 @@ async fn check_tries_the_app_now() {
     let dead = free_port();
     let (code, out, _) = run(&["check"], &[("PODGATE_APP_PORT", dead.to_string())]);
     assert_eq!(code, 1);
-    assert!(out.contains("FAILED") && out.contains("Connection refused"), "{out}");
+    assert!(
+        out.contains("FAILED") && out.contains("Connection refused"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -383,13 +496,18 @@ async fn status_asks_the_running_instance() {
     .unwrap();
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ready:        yes"), "{out}");
-    let (code, out, _) = tokio::task::spawn_blocking(move || run(&["status", "--json"], &[("PODGATE_ADMIN_LISTEN", admin)]))
-        .await
-        .unwrap();
+    let (code, out, _) = tokio::task::spawn_blocking(move || {
+        run(&["status", "--json"], &[("PODGATE_ADMIN_LISTEN", admin)])
+    })
+    .await
+    .unwrap();
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ready"], true);
-    let (code, _, err) = run(&["status"], &[("PODGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))]);
+    let (code, _, err) = run(
+        &["status"],
+        &[("PODGATE_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach the admin port"), "{err}");
 }

@@ -66,9 +66,16 @@ async fn transparency_table() {
         let proxied = raw(pg.addr, case).await.unwrap();
         let d = String::from_utf8_lossy(&direct);
         let p = String::from_utf8_lossy(&proxied);
-        assert_eq!(status_of(&d), status_of(&p), "status for {}", String::from_utf8_lossy(case));
-        let dj: serde_json::Value = serde_json::from_str(d.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-        let pj: serde_json::Value = serde_json::from_str(p.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(
+            status_of(&d),
+            status_of(&p),
+            "status for {}",
+            String::from_utf8_lossy(case)
+        );
+        let dj: serde_json::Value =
+            serde_json::from_str(d.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        let pj: serde_json::Value =
+            serde_json::from_str(p.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         let mut dv = app_view(&dj);
         let pv = app_view(&pj);
         // hyper's server speaks 1.1 to the app for a 1.0 client, and the app
@@ -83,16 +90,29 @@ async fn transparency_table() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|h| !["connection", "transfer-encoding", "content-length"].contains(&h[0].as_str().unwrap()))
+                .filter(|h| {
+                    !["connection", "transfer-encoding", "content-length"]
+                        .contains(&h[0].as_str().unwrap())
+                })
                 .cloned()
                 .collect();
             v["headers"] = hs.into();
             v
         };
-        assert_eq!(strip(&dv), strip(&pv), "app view for {}", String::from_utf8_lossy(case));
+        assert_eq!(
+            strip(&dv),
+            strip(&pv),
+            "app view for {}",
+            String::from_utf8_lossy(case)
+        );
         // Host reaches the app unchanged.
         let host = |j: &serde_json::Value| {
-            j["headers"].as_array().unwrap().iter().find(|h| h[0] == "host").map(|h| h[1].clone())
+            j["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h[0] == "host")
+                .map(|h| h[1].clone())
         };
         assert_eq!(host(&dj), host(&pj));
     }
@@ -104,8 +124,10 @@ async fn response_details_survive() {
         let mut r = Response::new(full(""));
         match req.uri().path() {
             "/cookies" => {
-                r.headers_mut().append("set-cookie", "a=1; Path=/".parse().unwrap());
-                r.headers_mut().append("set-cookie", "b=2; HttpOnly".parse().unwrap());
+                r.headers_mut()
+                    .append("set-cookie", "a=1; Path=/".parse().unwrap());
+                r.headers_mut()
+                    .append("set-cookie", "b=2; HttpOnly".parse().unwrap());
                 *r.body_mut() = full("ok");
             }
             "/204" => *r.status_mut() = StatusCode::NO_CONTENT,
@@ -124,23 +146,39 @@ async fn response_details_survive() {
     let pg = start_podgate(app, &[]).await;
     let c = client();
     let r = c.get(pg.url("/cookies")).send().await.unwrap();
-    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let cookies: Vec<_> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
     assert_eq!(cookies, ["a=1; Path=/", "b=2; HttpOnly"]);
     assert!(r.headers().get("x-request-id").is_some());
 
     for (path, status) in [("/204", 204), ("/304", 304)] {
         let text = String::from_utf8_lossy(
-            &raw(pg.addr, format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes())
-                .await
-                .unwrap(),
+            &raw(
+                pg.addr,
+                format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap(),
         )
         .into_owned();
         assert_eq!(status_of(&text), status);
-        assert!(text.ends_with("\r\n\r\n"), "no body after {status}: {text:?}");
+        assert!(
+            text.ends_with("\r\n\r\n"),
+            "no body after {status}: {text:?}"
+        );
         assert!(header_of(&text, "transfer-encoding").is_none());
     }
     let text = String::from_utf8_lossy(
-        &raw(pg.addr, b"HEAD /head HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await.unwrap(),
+        &raw(
+            pg.addr,
+            b"HEAD /head HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap(),
     )
     .into_owned();
     assert_eq!(status_of(&text), 200);
@@ -164,7 +202,10 @@ async fn trailers_pass_through_chunked_bodies() {
     .unwrap();
     let text = String::from_utf8_lossy(&resp);
     assert_eq!(status_of(&text), 200);
-    assert!(text.contains("x-checksum: abc"), "response trailer forwarded: {text:?}");
+    assert!(
+        text.contains("x-checksum: abc"),
+        "response trailer forwarded: {text:?}"
+    );
     let rec = log.lock().unwrap()[0].clone();
     assert_eq!(rec.body, b"abc");
     assert!(rec.complete);
@@ -185,7 +226,10 @@ async fn expect_100_continue_is_answered_and_body_forwarded() {
     let rest = read_to_close(&mut s, WAIT).await.unwrap();
     let text = String::from_utf8_lossy(&rest);
     assert!(text.contains("\"body\":\"hello\""), "{text}");
-    assert!(!text.to_ascii_lowercase().contains("\"expect\""), "Expect is not forwarded: {text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("\"expect\""),
+        "Expect is not forwarded: {text}"
+    );
 }
 
 #[tokio::test]
@@ -205,17 +249,33 @@ async fn large_upload_and_download_stream_byte_for_byte() {
     let pg = start_podgate(app, &[("MAX_BODY", "0")]).await;
     let c = client();
     let data: Vec<u8> = (0..SIZE).map(|i| (i * 7 % 253) as u8).collect();
-    let chunks: Vec<Result<Bytes, std::io::Error>> = data.chunks(1 << 20).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = data
+        .chunks(1 << 20)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let r = c.post(pg.url("/echo")).body(body).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let got = r.bytes().await.unwrap();
     assert_eq!(got.len(), SIZE);
-    assert!(got.as_ref() == data.as_slice(), "upload echoed byte for byte");
+    assert!(
+        got.as_ref() == data.as_slice(),
+        "upload echoed byte for byte"
+    );
 
-    let got = c.get(pg.url("/download")).send().await.unwrap().bytes().await.unwrap();
+    let got = c
+        .get(pg.url("/download"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(got.len(), SIZE);
-    assert!(got.iter().enumerate().all(|(i, b)| *b == (i * 31 % 251) as u8));
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == (i * 31 % 251) as u8));
 }
 
 #[tokio::test]
@@ -257,17 +317,26 @@ async fn websocket_echo_is_tunnelled() {
     })
     .await;
     let pg = start_podgate(app, &[("MAX_BODY", "1k")]).await;
-    let (mut ws, resp) = within(WAIT, tokio_tungstenite::connect_async(format!("ws://{}/ws", pg.addr)))
-        .await
-        .unwrap();
+    let (mut ws, resp) = within(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", pg.addr)),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 101);
     use tokio_tungstenite::tungstenite::Message;
     ws.send(Message::text("hello")).await.unwrap();
-    assert_eq!(within(WAIT, ws.next()).await.unwrap().unwrap(), Message::text("hello"));
+    assert_eq!(
+        within(WAIT, ws.next()).await.unwrap().unwrap(),
+        Message::text("hello")
+    );
     // A tunnel has no body limit: 64 KiB through a 1 KiB MAX_BODY.
     let big = vec![7u8; 64 * 1024];
     ws.send(Message::binary(big.clone())).await.unwrap();
-    assert_eq!(within(WAIT, ws.next()).await.unwrap().unwrap(), Message::binary(big));
+    assert_eq!(
+        within(WAIT, ws.next()).await.unwrap().unwrap(),
+        Message::binary(big)
+    );
     ws.close(None).await.unwrap();
 }
 
@@ -338,7 +407,12 @@ async fn http10_app_response_does_not_leak_its_version() {
     let (app, _) = spawn_raw_app(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", true).await;
     let pg = start_podgate(app, &[]).await;
     let text = String::from_utf8_lossy(
-        &raw(pg.addr, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await.unwrap(),
+        &raw(
+            pg.addr,
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap(),
     )
     .into_owned();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
@@ -354,7 +428,13 @@ async fn h2c_request_reaches_app_as_http11_with_host() {
     let doc: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(doc["version"], "HTTP/1.1");
     assert_eq!(doc["target"], "/h2?x=1");
-    let host = doc["headers"].as_array().unwrap().iter().find(|h| h[0] == "host").unwrap()[1].clone();
+    let host = doc["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "host")
+        .unwrap()[1]
+        .clone();
     assert_eq!(host, pg.addr.to_string());
 }
 
@@ -367,7 +447,10 @@ async fn silent_client_is_closed_after_the_header_timeout() {
     let got = read_to_close(&mut s, Duration::from_secs(5)).await.unwrap();
     assert!(got.is_empty());
     let e = t.elapsed();
-    assert!(e >= Duration::from_millis(400) && e < Duration::from_secs(3), "closed after {e:?}");
+    assert!(
+        e >= Duration::from_millis(400) && e < Duration::from_secs(3),
+        "closed after {e:?}"
+    );
 }
 
 #[tokio::test]
@@ -390,27 +473,40 @@ async fn slowloris_head_is_cut_off_but_idle_keepalive_lasts_longer() {
     }
     let rest = read_to_close(&mut s, Duration::from_secs(2)).await.unwrap();
     assert!(closed || rest.is_empty() || t.elapsed() < Duration::from_secs(3));
-    assert!(t.elapsed() < Duration::from_millis(2900), "slow head cut off, took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(2900),
+        "slow head cut off, took {:?}",
+        t.elapsed()
+    );
 
     // A keep-alive connection idle for longer than the header timeout (but
     // shorter than the idle timeout) is still usable.
     let mut s = TcpStream::connect(pg.addr).await.unwrap();
-    s.write_all(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = within(WAIT, s.read(&mut buf)).await.unwrap();
     assert_eq!(status_of(&String::from_utf8_lossy(&buf[..n])), 200);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    s.write_all(b"GET /2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let rest = read_to_close(&mut s, WAIT).await.unwrap();
     assert_eq!(status_of(&String::from_utf8_lossy(&rest)), 200);
 
     // And closed after the idle timeout.
     let mut s = TcpStream::connect(pg.addr).await.unwrap();
-    s.write_all(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
     let t = Instant::now();
     let _ = read_to_close(&mut s, Duration::from_secs(8)).await.unwrap();
     let e = t.elapsed();
-    assert!(e >= Duration::from_millis(2500) && e < Duration::from_secs(6), "idle close after {e:?}");
+    assert!(
+        e >= Duration::from_millis(2500) && e < Duration::from_secs(6),
+        "idle close after {e:?}"
+    );
 }
 
 /// The app closes idle connections after 1 s; requests arrive with pauses
@@ -424,7 +520,12 @@ async fn keepalive_race_never_shows_a_502() {
             let s = s2.clone();
             async move {
                 s.fetch_add(1, Ordering::SeqCst);
-                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 Response::new(full(body))
             }
         },
@@ -435,12 +536,19 @@ async fn keepalive_race_never_shows_a_502() {
     let pg = start_podgate(app, &[("POOL_IDLE_TIMEOUT", "30s")]).await;
     let c = client();
     let mut bad = Vec::new();
-    for (i, pause_ms) in [950u64, 1000, 1010, 1030, 990, 1050, 1000, 1020].iter().enumerate() {
+    for (i, pause_ms) in [950u64, 1000, 1010, 1030, 990, 1050, 1000, 1020]
+        .iter()
+        .enumerate()
+    {
         tokio::time::sleep(Duration::from_millis(*pause_ms)).await;
         let r = if i % 2 == 0 {
             c.get(pg.url("/g")).send().await.unwrap()
         } else {
-            c.put(pg.url("/p")).body("payload-xyz").send().await.unwrap()
+            c.put(pg.url("/p"))
+                .body("payload-xyz")
+                .send()
+                .await
+                .unwrap()
         };
         let status = r.status();
         let body = r.text().await.unwrap();
@@ -452,7 +560,11 @@ async fn keepalive_race_never_shows_a_502() {
     }
     assert!(bad.is_empty(), "502s from the keep-alive race: {bad:?}");
     let m = pg.running.metrics.render();
-    let retries = m.lines().find(|l| l.starts_with("podgate_upstream_retries_total")).unwrap_or("").to_string();
+    let retries = m
+        .lines()
+        .find(|l| l.starts_with("podgate_upstream_retries_total"))
+        .unwrap_or("")
+        .to_string();
     eprintln!("{retries}; app served {}", served.load(Ordering::SeqCst));
 }
 
@@ -473,18 +585,24 @@ async fn client_going_away_cancels_the_app_request() {
     });
     let pg = start_podgate(app, &[]).await;
     let mut s = TcpStream::connect(pg.addr).await.unwrap();
-    s.write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(s);
     let waited = within(WAIT, rx).await.unwrap();
-    assert!(waited < Duration::from_secs(2), "app saw the cancel after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(2),
+        "app saw the cancel after {waited:?}"
+    );
 }
 
 #[tokio::test]
 async fn http10_client_is_served() {
     let app = spawn_echo_app().await;
     let pg = start_podgate(app, &[]).await;
-    let text = String::from_utf8_lossy(&raw(pg.addr, b"GET /ten HTTP/1.0\r\n\r\n").await.unwrap()).into_owned();
+    let text = String::from_utf8_lossy(&raw(pg.addr, b"GET /ten HTTP/1.0\r\n\r\n").await.unwrap())
+        .into_owned();
     assert_eq!(status_of(&text), 200, "{text}");
     assert!(text.contains("\"target\":\"/ten\""));
 }
@@ -500,27 +618,37 @@ async fn reused_connection_dying_before_response_is_retried_only_when_safe() {
     let b2 = bodies.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             let bodies = b2.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let Some(first) = read_request(&mut s, &mut buf).await else { return };
+                let Some(first) = read_request(&mut s, &mut buf).await else {
+                    return;
+                };
                 bodies.lock().unwrap().push(first.body.clone());
-                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", first.body.len());
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    first.body.len()
+                );
                 let _ = s.write_all(resp.as_bytes()).await;
                 let _ = s.write_all(&first.body).await;
                 // Second request on this connection: hang up without a word.
                 let _ = read_request(&mut s, &mut buf).await;
             });
         }
-    })
-    ;
+    });
     let pg = start_podgate(app, &[("POOL_IDLE_TIMEOUT", "30s")]).await;
     let c = client();
     // Prime a pooled connection.
     assert_eq!(c.get(pg.url("/prime")).send().await.unwrap().status(), 200);
     let r = c.put(pg.url("/p")).body("full-body").send().await.unwrap();
-    assert_eq!(r.status(), 200, "idempotent PUT retried on a fresh connection");
+    assert_eq!(
+        r.status(),
+        200,
+        "idempotent PUT retried on a fresh connection"
+    );
     assert_eq!(r.text().await.unwrap(), "full-body");
     // Each connection serves one request: the next request on it hits the race.
     assert_eq!(c.get(pg.url("/g1")).send().await.unwrap().status(), 200);
@@ -528,9 +656,17 @@ async fn reused_connection_dying_before_response_is_retried_only_when_safe() {
     let m = pg.running.metrics.render();
     assert!(m.contains("podgate_upstream_retries_total 2"), "{m}");
     // A POST may have reached the app: never sent twice.
-    assert_eq!(c.get(pg.url("/prime-again")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(pg.url("/prime-again")).send().await.unwrap().status(),
+        200
+    );
     let r = c.post(pg.url("/post")).body("once").send().await.unwrap();
     assert_eq!(r.status(), 502);
-    let seen_posts = bodies.lock().unwrap().iter().filter(|b| b.as_slice() == b"once").count();
+    let seen_posts = bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| b.as_slice() == b"once")
+        .count();
     assert!(seen_posts <= 1);
 }

@@ -91,11 +91,20 @@ where
 pub async fn spawn_echo_app() -> SocketAddr {
     spawn_app(|req: Request<Incoming>| async move {
         let (parts, body) = req.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let headers: Vec<(String, String)> = parts
             .headers
             .iter()
-            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let doc = serde_json::json!({
             "method": parts.method.as_str(),
@@ -123,7 +132,10 @@ pub struct Received {
 
 /// A raw TCP app: records every request it receives and answers each with
 /// `response` bytes (written as given), then closes if `close` is set.
-pub async fn spawn_raw_app(response: &'static [u8], close: bool) -> (SocketAddr, Arc<Mutex<Vec<Received>>>) {
+pub async fn spawn_raw_app(
+    response: &'static [u8],
+    close: bool,
+) -> (SocketAddr, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -137,7 +149,11 @@ pub async fn spawn_raw_app(response: &'static [u8], close: bool) -> (SocketAddr,
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
-                    let r = tokio::time::timeout(Duration::from_secs(5), read_request(&mut stream, &mut buf)).await;
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        read_request(&mut stream, &mut buf),
+                    )
+                    .await;
                     let Ok(Some(rec)) = r else { return };
                     let complete = rec.complete;
                     log.lock().unwrap().push(rec);
@@ -191,7 +207,8 @@ pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<R
                 }
             };
             let size_str = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16).ok()?;
+            let size =
+                usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16).ok()?;
             buf.drain(..line_end + 2);
             if size == 0 {
                 // trailers until empty line
@@ -281,8 +298,10 @@ pub async fn start_podgate(app: SocketAddr, vars: &[(&str, &str)]) -> Podgate {
         all.retain(|(n, _)| n != k);
         all.push((k.to_string(), v.to_string()));
     }
-    let loaded = podgate::config::Config::from_vars(all.into_iter().map(|(k, v)| (format!("PODGATE_{k}"), v)))
-        .expect("valid test config");
+    let loaded = podgate::config::Config::from_vars(
+        all.into_iter().map(|(k, v)| (format!("PODGATE_{k}"), v)),
+    )
+    .expect("valid test config");
     let running = podgate::start(loaded).await.expect("podgate starts");
     Podgate {
         addr: running.proxy_addr,
@@ -367,6 +386,8 @@ pub fn header_of(text: &str, name: &str) -> Option<String> {
     let head = text.split("\r\n\r\n").next()?;
     head.split("\r\n").skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
     })
 }
