@@ -131,7 +131,10 @@ impl Service<Request<Body>> for Proxy {
                 Err(e) => {
                     inner.metrics.upstream_error(e.kind());
                     if e.is_upstream() {
-                        tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(|s| s.to_string()), "request to app failed");
+                        let cause = std::error::Error::source(&e)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
+                        tracing::warn!(error = %e, cause, "request to app failed");
                     }
                     e.to_response()
                 }

@@ -206,7 +206,6 @@ async fn handle<S, B>(
         let mut b = hyper::server::conn::http1::Builder::new();
         b.preserve_header_case(true)
             .header_read_timeout(None)
-            .max_buf_size(cfg.max_header_bytes.max(8192) + 8192)
             .max_header_size(cfg.max_header_bytes);
         if cfg.max_headers != 100 {
             b.max_headers(cfg.max_headers);
