@@ -242,8 +242,8 @@ impl Drop for Done {
             status = self.status,
             request_bytes = bytes_in,
             response_bytes = self.bytes_out,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            upstream_ms = upstream.map(|u| u.as_secs_f64() * 1000.0),
+            duration_ms = millis(elapsed),
+            upstream_ms = upstream.map(millis),
             user_agent = ua,
             request_id,
             error = self.error,
@@ -287,4 +287,9 @@ impl HttpBody for Logged {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Milliseconds with microsecond resolution, without float noise in logs.
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }

@@ -61,7 +61,7 @@ vars! {
     header_timeout => "HEADER_TIMEOUT", "10s", "A client must send a whole request head within this time of its first byte (or of connecting); slow clients are cut off.";
     idle_timeout => "IDLE_TIMEOUT", "75s", "Idle client keep-alive connections are closed after this. Keep it above the ingress controller's upstream keep-alive (ingress-nginx: 60s).";
     body_timeout => "BODY_TIMEOUT", "60s", "Longest pause allowed while a client sends a request body; past it the upload is aborted and the app sees an incomplete request (nginx: client_body_timeout).";
-    max_body => "MAX_BODY", "100m", "Largest request body; larger ones get 413, also when chunked. 0 = no limit (nginx: client_max_body_size, default 1m).";
+    max_body => "MAX_BODY", "100m", "Largest request body; larger ones get 413, also when chunked (if the app has already started answering, the connection is cut instead, and the app sees an aborted upload). 0 = no limit (nginx: client_max_body_size, default 1m).";
     pool_idle_timeout => "POOL_IDLE_TIMEOUT", "1s", "How long an idle keep-alive connection to the app is kept. Keep it below the app's keep-alive (gunicorn: 2s, uvicorn: 5s).";
     pool_max_idle => "POOL_MAX_IDLE", "64", "Most idle keep-alive connections kept open to the app.";
     trusted_proxies => "TRUSTED_PROXIES", "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,127.0.0.0/8,fc00::/7,::1/128", "Peers (CIDRs, comma separated, or `none`) whose X-Forwarded-* and Forwarded headers are believed. The default is the private ranges pod and node addresses come from: the ingress controller and the kubelet.";
@@ -520,6 +520,14 @@ impl Config {
                 expected: "a consistent configuration (internal error)".into(),
             }],
         })?;
+        if let (Some(mem), None) = (config.buffer_requests, &config.buffer_dir) {
+            if config.max_body.is_none_or(|max| max > mem) {
+                warnings.push(format!(
+                    "PODGATE_BUFFER_REQUESTS={} without PODGATE_BUFFER_DIR: request bodies above that size get 413, below PODGATE_MAX_BODY; set PODGATE_BUFFER_DIR to spool them to disk",
+                    raw.get("BUFFER_REQUESTS").unwrap_or_default()
+                ));
+            }
+        }
         Ok(Loaded {
             config,
             warnings,

@@ -15,6 +15,20 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// Proxy-set headers that only a trusted proxy may send: frameworks read
+/// them for the scheme (Django's SECURE_PROXY_SSL_HEADER, Rails, Rack) or the
+/// original URL (IIS-style rewrites).
+pub const SPOOFABLE: &[&str] = &[
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-scheme",
+    "x-url-scheme",
+    "front-end-https",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-forwarded-for",
+];
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -158,6 +172,10 @@ pub fn apply_forwarded(
             &header::FORWARDED,
         ] {
             headers.remove(name);
+        }
+        // Other spellings frameworks read for the scheme or the original URL.
+        for name in SPOOFABLE {
+            headers.remove(*name);
         }
         set(headers, &X_FORWARDED_FOR, &peer.ip.to_string());
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
@@ -535,6 +553,9 @@ mod tests {
             ("x-forwarded-host", "evil"),
             ("forwarded", "for=1.1.1.1"),
             ("x-real-ip", "1.1.1.1"),
+            ("x-forwarded-ssl", "on"),
+            ("x-scheme", "https"),
+            ("x-original-url", "/admin"),
         ]);
         let host = HeaderValue::from_static("shop.example");
         let c = apply_forwarded(
@@ -549,6 +570,9 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "shop.example");
         assert_eq!(h["x-forwarded-port"], "80");
         assert_eq!(h["x-real-ip"], "203.0.113.9");
+        for n in SPOOFABLE {
+            assert!(!h.contains_key(*n), "{n}");
+        }
         assert_eq!(
             h["forwarded"],
             "for=203.0.113.9;proto=http;host=\"shop.example\""

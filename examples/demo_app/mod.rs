@@ -234,6 +234,7 @@ fn index(req: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         "X-Forwarded-Proto",
         "X-Forwarded-Host",
         "X-Forwarded-Port",
+        "X-Forwarded-Prefix",
         "X-Real-IP",
         "X-Request-Id",
     ] {
