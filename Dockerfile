@@ -1,4 +1,4 @@
-# podgate image: a static musl binary on an empty base (~4–5 MB, no shell).
+# podgate image: a static musl binary on an empty base (~6 MB, no shell).
 #
 #   docker build -t podgate:dev .
 #   docker run --rm podgate:dev version
@@ -74,9 +74,9 @@ RUN cargo build --release --locked --target "${TARGET}" \
 # gcr.io/distroless/static-debian12:nonroot.
 FROM scratch
 
-# Owned by root and not writable by the runtime user: the process cannot
-# replace its own binary even without readOnlyRootFilesystem.
-COPY --from=build --chown=0:0 --chmod=0755 /podgate /usr/local/bin/podgate
+# COPY makes it owned by root (mode 0755 from the build), so the runtime user
+# cannot replace its own binary even without readOnlyRootFilesystem.
+COPY --from=build /podgate /usr/local/bin/podgate
 
 # scratch has no PATH at all. Setting it lets `kubectl exec POD -c podgate --
 # podgate status` (and `docker exec … podgate check`) find the binary by name:

@@ -286,7 +286,7 @@ for dirpath, _, files in os.walk(k8s):
             err(f"{rel(p)}: not listed in any kustomization (move it to k8s/examples/ if it is standalone)")
 
 if errors:
-    print("\n".join(errors))
+    print("\n".join(dict.fromkeys(errors)))
     sys.exit(1)
 print("; ".join(counts))
 PYEOF
@@ -316,6 +316,7 @@ fi
 
 # The Dockerfile must still build what this script builds.
 grep -qx "ARG TARGET=$TARGET" Dockerfile || fail "Dockerfile: expected 'ARG TARGET=$TARGET'"
+# shellcheck disable=SC2016 # the literal text ${TARGET} is what is searched for
 [ "$(grep -c 'cargo build --release --locked --target "${TARGET}"' Dockerfile)" = 2 ] \
     || fail "Dockerfile: expected the dependency and the final step to run cargo build --release --locked --target \"\${TARGET}\""
 # The image build copies only Cargo.toml, Cargo.lock and src/ (see
@@ -386,9 +387,9 @@ image_check() {
     mkdir -p "$ctx"
     cp "$BIN" "$ctx/podgate"
     awk '/^FROM scratch/ {f = 1} f' Dockerfile \
-        | sed 's|^COPY --from=build \(.*\) /podgate |COPY \1 podgate |' >"$ctx/Containerfile"
-    grep -q '^COPY .* podgate /usr/local/bin/podgate$' "$ctx/Containerfile" \
-        || fail "cannot derive the image's Containerfile from the Dockerfile's final stage (expected 'FROM scratch' and 'COPY --from=build … /podgate /usr/local/bin/podgate')"
+        | sed 's|^COPY --from=build \(.*\)/podgate |COPY \1podgate |' >"$ctx/Containerfile"
+    grep -q '^COPY .*podgate /usr/local/bin/podgate$' "$ctx/Containerfile" \
+        || fail "cannot derive the image's Containerfile from the Dockerfile's final stage (expected 'FROM scratch' and 'COPY --from=build /podgate /usr/local/bin/podgate')"
     "${bah[@]}" rm "$BUILDAH_CTR" >/dev/null 2>&1 || true
     "${bah[@]}" rmi -f "$IMAGE" >/dev/null 2>&1 || true
     # --format docker keeps HEALTHCHECK, as `docker build` would.
@@ -407,8 +408,10 @@ image_check() {
     if [ "$rc" != 0 ] && grep -Eqi 'permission|operation not permitted|namespace|mount|chroot' "$LOGDIR/run.log"; then
         skip "image: built, but buildah cannot run containers here ($(tail -n 1 "$LOGDIR/run.log"))"
     else
-        [ "$rc" = 0 ] && [ "$out" = "podgate $version" ] \
-            || { sed 's/^/    /' "$LOGDIR/run.log" >&2; fail "image: 'podgate version' in the image printed '$out' (exit $rc)"; }
+        if [ "$rc" != 0 ] || [ "$out" != "podgate $version" ]; then
+            sed 's/^/    /' "$LOGDIR/run.log" >&2
+            fail "image: 'podgate version' in the image printed '$out' (exit $rc)"
+        fi
         rc=0; "${bah[@]}" run --isolation chroot --env PODGATE_APP_PORT=bad "$BUILDAH_CTR" -- podgate config >/dev/null 2>&1 || rc=$?
         [ "$rc" = 64 ] || fail "image: 'podgate config' with a bad variable exited $rc, expected 64"
         # The configuration the Kubernetes manifests rely on.
@@ -423,7 +426,7 @@ if sorted(ports) != ["80/tcp", "9901/tcp"]: bad.append(f"ExposedPorts={ports}")
 if "PATH=/usr/local/bin" not in env: bad.append(f"Env={env}")
 if (c.get("Healthcheck") or {}).get("Test", [""])[0] != "CMD": bad.append("Healthcheck is not exec form")
 sys.exit("; ".join(bad) or None)' || fail "image: unexpected image configuration"
-        ok "image: FROM scratch, $("${bah[@]}" images --format '{{.Size}}' "$IMAGE" | head -n 1), runs 'podgate version' as 65532 via PATH"
+        ok "image: FROM scratch, $("${bah[@]}" images --format '{{.Size}}' "$IMAGE" | head -n 1), USER 65532:65532, 'podgate version' found via PATH"
     fi
     "${bah[@]}" rm "$BUILDAH_CTR" >/dev/null 2>&1 || true
     "${bah[@]}" rmi -f "$IMAGE" >/dev/null 2>&1 || true
