@@ -56,7 +56,7 @@ vars! {
     listen => "LISTEN", "0.0.0.0:80", "Address and port podgate accepts client traffic on.";
     app_host => "APP_HOST", "127.0.0.1", "IP address of the app inside the pod (an IP, so no DNS is needed).";
     app_port => "APP_PORT", "8000", "Port the app listens on.";
-    connect_timeout => "CONNECT_TIMEOUT", "2s", "Time allowed to open a connection to the app; past it the client gets 502.";
+    connect_timeout => "CONNECT_TIMEOUT", "2s", "Time allowed to open a connection to the app; past it the client gets 504 (nginx: proxy_connect_timeout). A refused connection is 502 at once.";
     upstream_timeout => "UPSTREAM_TIMEOUT", "60s", "Time allowed for the app to start its response, and the longest pause inside a response body; past it 504 (nginx: proxy_read_timeout).";
     header_timeout => "HEADER_TIMEOUT", "10s", "A client must send a whole request head within this time of its first byte (or of connecting); slow clients are cut off.";
     idle_timeout => "IDLE_TIMEOUT", "75s", "Idle client keep-alive connections are closed after this. Keep it above the ingress controller's upstream keep-alive (ingress-nginx: 60s).";

@@ -105,17 +105,17 @@ impl ProxyError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if matches!(
-            self,
-            ProxyError::BadRequest(_)
-                | ProxyError::BodyTooLarge
-                | ProxyError::BodyTimeout
-                | ProxyError::ClientBody(_)
-                | ProxyError::UriTooLong
-                | ProxyError::HeadersTooLarge
-        ) {
-            // The rest of the connection cannot be trusted to be in sync.
+        if status.is_client_error() {
+            // After a request podgate refused, the rest of the connection
+            // cannot be trusted to be in sync (a CONNECT's payload, an unread
+            // body): answer, then close.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let ProxyError::MethodNotAllowed = self {
+            h.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"),
+            );
         }
         resp.extensions_mut().insert(ErrorKind(self.kind()));
         resp

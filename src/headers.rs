@@ -182,10 +182,16 @@ pub fn apply_forwarded(
         headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(peer.local_port));
         let mut fwd = format!("for={};proto={proto}", forwarded_node(peer.ip));
         if let Some(h) = host {
-            if let Ok(s) = h.to_str() {
-                fwd.push_str(";host=\"");
-                fwd.push_str(s);
-                fwd.push('"');
+            // Only a value that cannot leave the quoted-string goes in.
+            if h.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_graphic() && *b != b'"' && *b != b'\\')
+            {
+                if let Ok(s) = h.to_str() {
+                    fwd.push_str(";host=\"");
+                    fwd.push_str(s);
+                    fwd.push('"');
+                }
             }
             headers.insert(X_FORWARDED_HOST.clone(), h);
         }

@@ -159,12 +159,11 @@ fn prepare<B>(
         return Err(ProxyError::BadRequest("unsupported request target"));
     }
     let is_h2 = req.version() == Version::HTTP_2;
-    let require_host = req.version() == Version::HTTP_11;
-    // HTTP/2 carries the authority in :authority, already in the URI.
-    if !is_h2 {
-        headers::check_framing(req.headers(), require_host)
-            .map_err(|a| ProxyError::BadRequest(a.reason()))?;
-    }
+    // HTTP/1.1 must carry Host; HTTP/2 must carry :authority or Host.
+    let require_host =
+        req.version() == Version::HTTP_11 || (is_h2 && req.uri().authority().is_none());
+    headers::check_framing(req.headers(), require_host)
+        .map_err(|a| ProxyError::BadRequest(a.reason()))?;
     if headers::apply_underscore_policy(req.headers_mut(), cfg.underscore_headers).is_err() {
         return Err(ProxyError::BadRequest("header name with underscore"));
     }
