@@ -97,6 +97,9 @@ pub async fn serve<S, B>(
     let cfg = Arc::new(cfg);
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let close_conns = stop_accepting.child_token();
+    // Counts as a task until the backlog below has been accepted, so the
+    // drain cannot finish before those connections are being served.
+    let _serving = tracker.token();
     loop {
         // Waiting for a permit leaves further connections in the kernel's
         // backlog instead of exhausting file descriptors.
@@ -129,7 +132,29 @@ pub async fn serve<S, B>(
             drop(permit);
         });
     }
-    drop(listener);
+    // Connections the kernel has already completed are accepted and served
+    // rather than reset by closing the listener under them. tokio's accept
+    // would not make the system call once cancelled, so use the std socket.
+    if let Ok(std_listener) = listener.into_std() {
+        while let Ok((s, peer)) = std_listener.accept() {
+            let Ok(stream) = s.set_nonblocking(true).and_then(|_| TcpStream::from_std(s)) else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().unwrap_or(peer);
+            let (svc, cfg, metrics, close) = (
+                svc.clone(),
+                cfg.clone(),
+                metrics.clone(),
+                close_conns.clone(),
+            );
+            tracker.spawn(async move {
+                metrics.connection_opened();
+                handle(stream, ConnInfo { peer, local }, svc, &cfg, close).await;
+                metrics.connection_closed();
+            });
+        }
+    }
     tracing::info!("listener closed; finishing open connections");
 }
 
@@ -174,12 +199,22 @@ async fn handle<S, B>(
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let is_h2 = tokio::select! {
-        r = tokio::time::timeout(cfg.header_timeout, sniff_h2(&stream)) => match r {
-            Ok(Ok(h2)) => h2,
-            _ => return, // nothing sent in time, or gone
-        },
-        _ = close.cancelled() => return,
+    // A connection accepted just before shutdown still gets its first
+    // request read (within a short grace), not a reset.
+    let sniffed = {
+        let sniff = tokio::time::timeout(cfg.header_timeout, sniff_h2(&stream));
+        tokio::pin!(sniff);
+        tokio::select! {
+            r = &mut sniff => r,
+            _ = close.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut sniff).await {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+        }
+    };
+    let is_h2 = match sniffed {
+        Ok(Ok(h2)) => h2,
+        _ => return, // nothing sent in time, or gone
     };
     let activity = Arc::new(Activity::new(is_h2));
     let io = TokioIo::new(ActivityIo {
@@ -191,7 +226,9 @@ async fn handle<S, B>(
         info,
         activity: activity.clone(),
     };
-    let watchdog = activity.watchdog(cfg.header_timeout, cfg.idle_timeout);
+    let watchdog = activity
+        .clone()
+        .watchdog(cfg.header_timeout, cfg.idle_timeout);
     tokio::pin!(watchdog);
 
     if is_h2 {
@@ -201,7 +238,10 @@ async fn handle<S, B>(
             .max_concurrent_streams(250);
         let conn = b.serve_connection(io, hsvc);
         tokio::pin!(conn);
-        drive(conn.as_mut(), watchdog, &close, |c| c.graceful_shutdown()).await;
+        drive(conn.as_mut(), watchdog, &close, &activity, |c| {
+            c.graceful_shutdown()
+        })
+        .await;
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
         b.preserve_header_case(true)
@@ -212,23 +252,36 @@ async fn handle<S, B>(
         }
         let conn = b.serve_connection(io, hsvc).with_upgrades();
         tokio::pin!(conn);
-        drive(conn.as_mut(), watchdog, &close, |c| c.graceful_shutdown()).await;
+        drive(conn.as_mut(), watchdog, &close, &activity, |c| {
+            c.graceful_shutdown()
+        })
+        .await;
     }
 }
 
+/// How long a connection accepted before shutdown may take to deliver its
+/// first request before it is closed anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// Polls a connection to completion, closing it gracefully on shutdown and
-/// dropping it when the watchdog fires.
+/// dropping it when the watchdog fires. On shutdown, a connection that has
+/// not delivered its first request yet gets [`SHUTDOWN_GRACE`] to do so:
+/// hyper would otherwise close it before reading bytes that are already on
+/// their way, and the client would see a reset.
 async fn drive<C, W>(
     mut conn: Pin<&mut C>,
     mut watchdog: Pin<&mut W>,
     close: &CancellationToken,
+    activity: &Activity,
     shutdown: fn(Pin<&mut C>),
 ) where
     C: Future<Output = Result<(), hyper::Error>>,
     W: Future<Output = &'static str>,
 {
-    let mut closing = false;
+    let mut closing_since: Option<Instant> = None;
+    let mut shut = false;
     loop {
+        let waiting_first = closing_since.is_some() && !shut;
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -240,8 +293,17 @@ async fn drive<C, W>(
                 tracing::debug!(reason = why, "closing client connection");
                 return;
             }
-            _ = close.cancelled(), if !closing => {
-                closing = true;
+            _ = close.cancelled(), if closing_since.is_none() => {
+                closing_since = Some(Instant::now());
+            }
+            _ = tokio::time::sleep(Duration::from_millis(5)), if waiting_first => {}
+        }
+        if let (Some(since), false) = (closing_since, shut) {
+            if activity.h2
+                || activity.served_one.load(Ordering::Relaxed)
+                || since.elapsed() >= SHUTDOWN_GRACE
+            {
+                shut = true;
                 shutdown(conn.as_mut());
             }
         }

@@ -599,7 +599,7 @@ fn ka_request(
                     // The keep-alive race: the server closed the idle
                     // connection as this request was on its way. Not one
                     // byte came back, so the request may be sent again.
-                    stats.race_retries.push(e.what);
+                    stats.race_retries.push((start, e.what));
                     retried = true;
                     continue;
                 }
@@ -647,7 +647,8 @@ fn idle_state(c: &BufReader<TcpStream>) -> Idle {
 struct KaStats {
     closed_while_idle: usize,
     connection_close: usize,
-    race_retries: Vec<String>,
+    /// When each retried request started, and what the first try met.
+    race_retries: Vec<(Instant, String)>,
 }
 
 // ---------------------------------------------------------------------------
@@ -995,6 +996,24 @@ fn pod_network() {
         })
         .count();
 
+    // podgate closes idle keep-alive connections only when the listener
+    // closes; a retry earlier would hide a connection dropped mid-request.
+    let race_slack = Duration::from_millis(50);
+    for (at, what) in &ka_stats.race_retries {
+        if *at < close_at - race_slack {
+            problems.push(format!(
+                "keep-alive client: a reused connection was closed under a request at +{:.3}s, before the listener closed (+{:.3}s): {what}",
+                r(*at),
+                r(close_at)
+            ));
+        }
+    }
+    let retries: Vec<String> = ka_stats
+        .race_retries
+        .iter()
+        .map(|(at, what)| format!("+{:.3}s {what}", r(*at)))
+        .collect();
+
     // the request in flight across the close
     let slow_want = format!("slow done {token}\n");
     match &slow.outcome {
@@ -1071,8 +1090,8 @@ fn pod_network() {
         keepalive.iter().filter(|x| matches!(x.outcome, Outcome::Fail(_))).count(),
         ka_stats.connection_close,
         ka_stats.closed_while_idle,
-        ka_stats.race_retries.len(),
-        ka_stats.race_retries,
+        retries.len(),
+        retries,
     );
     eprintln!(
         "      slow request: +{:.3}s .. +{:.3}s: {}{}",
