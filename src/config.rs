@@ -91,7 +91,7 @@ vars! {
     buffer_requests => "BUFFER_REQUESTS", "off", "off, or a size such as 1m: request bodies up to it are read whole into memory before the app is contacted, so a slow upload never holds an app worker (nginx: proxy_request_buffering on).";
     buffer_dir => "BUFFER_DIR", "", "With BUFFER_REQUESTS: bodies above the memory size are spooled to a file in this directory first; empty = such bodies get 413.";
     log_format => "LOG_FORMAT", "json", "Log format on stdout: json or text.";
-    log => "LOG", "info", "Log filter, a tracing EnvFilter directive such as `debug` or `podgate=debug,hyper=info`.";
+    log => "LOG", "info", "Filter for podgate's event log, a tracing EnvFilter directive such as `debug` or `podgate=debug,hyper=info`. Access lines are switched by ACCESS_LOG alone.";
     access_log => "ACCESS_LOG", "true", "One log line per proxied request: true or false.";
 }
 

@@ -48,7 +48,7 @@ use crate::metrics::Metrics;
 pub enum StartError {
     #[error("cannot listen on {addr} (PODGATE_{var}): permission denied. A non-root process may only bind ports below 1024 when the pod sets the sysctl net.ipv4.ip_unprivileged_port_start=0 (securityContext.sysctls; containerd 2 does by default, CRI-O does not). A capability in `capabilities.add` alone does not work for a non-root user. Alternatively listen on 8080 and point the Service's targetPort at it.")]
     PrivilegedPort { addr: SocketAddr, var: &'static str },
-    #[error("cannot listen on {addr} (PODGATE_{var}): {source}")]
+    #[error("cannot listen on {addr} (PODGATE_{var})")]
     Bind {
         addr: SocketAddr,
         var: &'static str,
