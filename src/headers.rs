@@ -130,6 +130,24 @@ pub fn apply_forwarded(
     trusted: &[IpNet],
     host: Option<&HeaderValue>,
 ) -> IpAddr {
+    apply_forwarded_with(headers, peer, &ip_value(peer.ip), trusted, host)
+}
+
+/// The address as a header value.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    // An IP address is always a valid header value.
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// [`apply_forwarded`] with the peer address already formatted (once per
+/// connection, not per request).
+pub fn apply_forwarded_with(
+    headers: &mut HeaderMap,
+    peer: Peer,
+    peer_value: &HeaderValue,
+    trusted: &[IpNet],
+    host: Option<&HeaderValue>,
+) -> IpAddr {
     let proto = if peer.tls { "https" } else { "http" };
     let peer_trusted = is_trusted(peer.ip, trusted);
     let host = host.cloned();
@@ -137,12 +155,15 @@ pub fn apply_forwarded(
     if peer_trusted {
         let mut chain = joined(headers, &X_FORWARDED_FOR);
         client = resolve_client(chain.as_deref().unwrap_or(""), peer.ip, trusted);
-        let peer_s = peer.ip.to_string();
-        let new = match chain.take() {
-            Some(c) if !c.trim().is_empty() => format!("{c}, {peer_s}"),
-            _ => peer_s,
-        };
-        set(headers, &X_FORWARDED_FOR, &new);
+        match chain.take() {
+            Some(c) if !c.trim().is_empty() => {
+                let peer_s = peer_value.to_str().unwrap_or("unknown");
+                set(headers, &X_FORWARDED_FOR, &format!("{c}, {peer_s}"));
+            }
+            _ => {
+                headers.insert(X_FORWARDED_FOR.clone(), peer_value.clone());
+            }
+        }
         if let Some(fwd) = joined(headers, &header::FORWARDED) {
             set(
                 headers,
@@ -177,7 +198,7 @@ pub fn apply_forwarded(
         for name in SPOOFABLE {
             headers.remove(*name);
         }
-        set(headers, &X_FORWARDED_FOR, &peer.ip.to_string());
+        headers.insert(X_FORWARDED_FOR.clone(), peer_value.clone());
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
         headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(peer.local_port));
         let mut fwd = format!("for={};proto={proto}", forwarded_node(peer.ip));
@@ -197,7 +218,11 @@ pub fn apply_forwarded(
         }
         set(headers, &header::FORWARDED, &fwd);
     }
-    set(headers, &X_REAL_IP, &client.to_string());
+    if client == peer.ip {
+        headers.insert(X_REAL_IP.clone(), peer_value.clone());
+    } else {
+        set(headers, &X_REAL_IP, &client.to_string());
+    }
     client
 }
 

@@ -95,8 +95,9 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let cfg = self.config.clone();
-        let conn = req.extensions().get::<ConnInfo>().copied();
+        let conn = req.extensions().get::<ConnInfo>().cloned();
         let peer_ip = conn
+            .as_ref()
             .map(|c| c.peer.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
 
@@ -190,13 +191,14 @@ fn prepare<B>(
     let client = match conn {
         Some(c) => {
             let host = req.headers().get(header::HOST).cloned();
-            headers::apply_forwarded(
+            headers::apply_forwarded_with(
                 req.headers_mut(),
                 Peer {
                     ip: c.peer.ip(),
                     local_port: c.local.port(),
                     tls: false,
                 },
+                &c.peer_value,
                 &cfg.trusted_proxies,
                 host.as_ref(),
             )

@@ -46,10 +46,22 @@ use crate::body::BoxError;
 use crate::metrics::Metrics;
 
 /// Facts about the client connection, put on every request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The peer address as a header value, formatted once per connection.
+    pub peer_value: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> Self {
+        Self {
+            peer,
+            local,
+            peer_value: crate::headers::ip_value(peer.ip()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -127,7 +139,7 @@ pub async fn serve<S, B>(
         let close = close_conns.clone();
         tracker.spawn(async move {
             metrics.connection_opened();
-            handle(stream, ConnInfo { peer, local }, svc, &cfg, close).await;
+            handle(stream, ConnInfo::new(peer, local), svc, &cfg, close).await;
             metrics.connection_closed();
             drop(permit);
         });
@@ -150,7 +162,7 @@ pub async fn serve<S, B>(
             );
             tracker.spawn(async move {
                 metrics.connection_opened();
-                handle(stream, ConnInfo { peer, local }, svc, &cfg, close).await;
+                handle(stream, ConnInfo::new(peer, local), svc, &cfg, close).await;
                 metrics.connection_closed();
             });
         }
@@ -333,7 +345,7 @@ where
     type Future = ConnFuture<tower::util::Oneshot<S, Request<Incoming>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(self.info);
+        req.extensions_mut().insert(self.info.clone());
         self.activity.begin();
         ConnFuture {
             fut: self.inner.clone().oneshot(req),
