@@ -5,7 +5,6 @@
 //! app's response body has been fully relayed.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -79,9 +78,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<
-        Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
-    >;
+    type Future = crate::limit::futures_either::Either<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -91,7 +88,7 @@ where
         use crate::limit::futures_either::Either;
         let Some(state) = self.state.clone() else {
             let fut = self.inner.call(req);
-            return Either::Inner(Box::pin(fut));
+            return Either::Inner(fut);
         };
         let permit = match state.slots.clone().try_acquire_owned() {
             Ok(p) => Some(p),
@@ -104,7 +101,7 @@ where
             }
         };
         let mut inner = self.inner.clone();
-        Either::Inner(Box::pin(async move {
+        Either::Boxed(Box::pin(async move {
             let permit = match permit {
                 Some(p) => p,
                 None => {

@@ -8,7 +8,6 @@
 //! buffered chunked body are not forwarded.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,9 +78,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<
-        Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
-    >;
+    type Future = crate::limit::futures_either::Either<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -91,10 +88,10 @@ where
         use crate::limit::futures_either::Either;
         let cfg = match &self.cfg {
             Some(c) if !req.body().is_end_stream() && !is_upgrade(&req) => c.clone(),
-            _ => return Either::Inner(Box::pin(self.inner.call(req))),
+            _ => return Either::Inner(self.inner.call(req)),
         };
         let mut inner = self.inner.clone();
-        Either::Inner(Box::pin(async move {
+        Either::Boxed(Box::pin(async move {
             let (mut parts, b) = req.into_parts();
             let (b, len) = match read_whole(b, &cfg).await {
                 Ok(x) => x,

@@ -158,6 +158,7 @@ pub mod futures_either {
         #[project = EitherProj]
         pub enum Either<F> {
             Inner { #[pin] fut: F },
+            Boxed { fut: crate::body::BoxFuture },
             Ready { resp: Option<Response<Body>> },
         }
     }
@@ -170,6 +171,11 @@ pub mod futures_either {
         pub fn Ready(resp: Option<Response<Body>>) -> Self {
             Either::Ready { resp }
         }
+        /// For layers that must wait before calling inward; the pass-through
+        /// path stays allocation-free.
+        pub fn Boxed(fut: crate::body::BoxFuture) -> Self {
+            Either::Boxed { fut }
+        }
     }
 
     impl<F> Future for Either<F>
@@ -180,6 +186,7 @@ pub mod futures_either {
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             match self.project() {
                 EitherProj::Inner { fut } => fut.poll(cx),
+                EitherProj::Boxed { fut } => fut.as_mut().poll(cx),
                 EitherProj::Ready { resp } => match resp.take() {
                     Some(r) => Poll::Ready(Ok(r)),
                     None => Poll::Pending,

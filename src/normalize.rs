@@ -87,7 +87,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = NormalizeFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -119,19 +119,54 @@ where
         match prepare(&mut req, &cfg, conn, request_id) {
             Ok(client) => {
                 let facts = RequestFacts { client, ..facts };
-                let fut = self.inner.call(req);
-                Box::pin(async move {
-                    let Ok(mut resp) = fut.await;
-                    finish_response(&mut resp, &cfg, facts);
-                    Ok(resp)
-                })
+                NormalizeFuture {
+                    fut: Some(self.inner.call(req)),
+                    ready: None,
+                    state: Some((cfg, facts)),
+                }
             }
             Err(e) => {
                 let mut resp = e.to_response();
                 finish_response(&mut resp, &cfg, facts);
-                Box::pin(std::future::ready(Ok(resp)))
+                NormalizeFuture {
+                    fut: None,
+                    ready: Some(resp),
+                    state: None,
+                }
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Cleans the response once the inner service answers (no allocation).
+    pub struct NormalizeFuture<F> {
+        #[pin]
+        fut: Option<F>,
+        ready: Option<Response<Body>>,
+        state: Option<(Arc<NormalizeConfig>, RequestFacts)>,
+    }
+}
+
+impl<F> Future for NormalizeFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(resp) = this.ready.take() {
+            return Poll::Ready(Ok(resp));
+        }
+        let Some(fut) = this.fut.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let Ok(mut resp) = std::task::ready!(fut.poll(cx));
+        if let Some((cfg, facts)) = this.state.take() {
+            finish_response(&mut resp, &cfg, facts);
+        }
+        Poll::Ready(Ok(resp))
     }
 }
 

@@ -9,9 +9,7 @@
 //! separators (`%2f`, `%5c`) and backslashes are refused outright.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -172,9 +170,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<
-        Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
-    >;
+    type Future = crate::limit::futures_either::Either<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -184,10 +180,10 @@ where
         use crate::limit::futures_either::Either;
         let shared = match &self.shared {
             Some(s) if req.uri().path().starts_with(s.cfg.prefix.as_str()) => s.clone(),
-            _ => return Either::Inner(Box::pin(self.inner.call(req))),
+            _ => return Either::Inner(self.inner.call(req)),
         };
         let mut inner = self.inner.clone();
-        Either::Inner(Box::pin(async move {
+        Either::Boxed(Box::pin(async move {
             let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
             let rel = req.uri().path()[shared.cfg.prefix.len()..].to_string();
             let decision = if is_read {
