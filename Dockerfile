@@ -20,7 +20,13 @@ FROM rust:1.95.0-bookworm AS build
 ARG TARGET=x86_64-unknown-linux-musl
 # No-op when the target is already installed; the official image ships only
 # the host (gnu) target.
-RUN rustup target add "${TARGET}"
+# musl-gcc compiles mimalloc, the static binary's allocator (musl's own
+# allocator cost 2.6x the CPU per request under load, measured).
+# hadolint ignore=DL3008
+RUN rustup target add "${TARGET}" \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 

@@ -313,6 +313,10 @@ command -v cargo >/dev/null || fail "cargo not found"
 if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     quiet rustup-target rustup target add "$TARGET" || fail "rustup target add $TARGET"
 fi
+# mimalloc (the static binary's allocator) is C: it needs musl-gcc.
+if ! command -v musl-gcc >/dev/null; then
+    apt_install musl-tools || fail "apt-get install musl-tools (musl-gcc for mimalloc)"
+fi
 
 # The Dockerfile must still build what this script builds.
 grep -qx "ARG TARGET=$TARGET" Dockerfile || fail "Dockerfile: expected 'ARG TARGET=$TARGET'"

@@ -8,6 +8,10 @@ use clap::Parser;
 use podgate::cli::{self, Cli, Command};
 use podgate::config::Config;
 
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
