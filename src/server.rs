@@ -258,6 +258,8 @@ async fn handle<S, B>(
         let mut b = hyper::server::conn::http1::Builder::new();
         b.preserve_header_case(true)
             .header_read_timeout(None)
+            // Bounded like the client's; the head limit is max_header_size.
+            .max_buf_size((cfg.max_header_bytes + 8192).max(64 * 1024))
             .max_header_size(cfg.max_header_bytes);
         if cfg.max_headers != 100 {
             b.max_headers(cfg.max_headers);
