@@ -93,7 +93,9 @@ cleanup() {
   fi
   # Anything the driver started and did not stop (it records their PIDs; each
   # leads its own process group).
-  for pid in $(cat "$PIDFILE" 2>/dev/null); do
+  local pids=()
+  [[ -s $PIDFILE ]] && read -ra pids <"$PIDFILE"
+  for pid in "${pids[@]}"; do
     kill -KILL -- "-$pid" 2>/dev/null || true
     kill -KILL "$pid" 2>/dev/null || true
   done

@@ -17,7 +17,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 import summarize  # noqa: E402
 
 
@@ -156,6 +156,12 @@ def _on_signal(signum, _frame):
     sys.exit(128 + signum)
 
 
+# If bench/run.sh dies (even by SIGKILL), get SIGTERM and clean up too.
+try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
 signal.signal(signal.SIGTERM, _on_signal)
 signal.signal(signal.SIGINT, _on_signal)
 signal.signal(signal.SIGHUP, _on_signal)

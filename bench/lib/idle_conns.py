@@ -77,7 +77,10 @@ async def main():
     loop = asyncio.get_running_loop()
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop.set)
-    loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(4096) else None)
+    try:  # stdin closing also ends the hold (not pollable when it is a file)
+        loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.buffer.read1(4096) else None)
+    except (OSError, ValueError):
+        pass
     try:
         await asyncio.wait_for(stop.wait(), timeout=a.hold)
     except asyncio.TimeoutError:

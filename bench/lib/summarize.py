@@ -75,7 +75,7 @@ def summarize(path):
     for sc in scenarios:
         for t in targets:
             rs = [r for r in runs if r["scenario"] == sc and r["target"] == t]
-            if rs:
+            if rs and Cell(rs).runs:
                 cells[(sc, t)] = Cell(rs)
 
     def c(sc, t):
@@ -226,8 +226,10 @@ def summarize(path):
         sc = "get1k_c1"
         if sc in scenarios and c(sc, "direct") and c(sc, pg) and c(sc, "haproxy"):
             for k in ("p50_us", "p99_us"):
-                base = c(sc, "direct").m(k)
-                a, h = c(sc, pg).m(k) - base, c(sc, "haproxy").m(k) - base
+                base, a, h = c(sc, "direct").m(k), c(sc, pg).m(k), c(sc, "haproxy").m(k)
+                if None in (base, a, h):
+                    continue
+                a, h = a - base, h - base
                 goal("1 conn: added %s ≤ HAProxy's" % k.replace("_us", ""), "%s µs vs %s µs" % (fmt(a), fmt(h)), a <= h)
         i = idle.get(pg, {})
         if i.get("rss_kb"):
@@ -251,12 +253,14 @@ def summarize(path):
     if bad:
         w("<details><summary>%d invalid run(s) (retried or excluded)</summary>\n" % len(bad))
         for r in bad:
-            w("- round %s %s %s attempt %s: %s" % (r["round"], r["scenario"], r["target"], r.get("attempt"), r.get("why")))
+            why = " / ".join(x.strip() for x in str(r.get("why")).splitlines() if x.strip())
+            w("- round %s %s %s attempt %s: %s" % (r["round"], r["scenario"], r["target"], r.get("attempt"),
+                                                  why if len(why) <= 300 else why[:300] + " …"))
         w("\n</details>\n")
     fr = [r.get("foreign_cpu_pct") for r in runs if r.get("valid")]
     st = [r.get("steal_pct") for r in runs if r.get("valid")]
     if fr:
-        w("Foreign CPU during valid runs (% of one CPU): median %.0f, max %.0f; hypervisor steal: median %.1f%%, max %.1f%%.\n"
+        w("Foreign CPU during valid runs (%% of one CPU): median %.0f, max %.0f; hypervisor steal: median %.1f%%, max %.1f%%.\n"
           % (statistics.median(fr), max(fr), statistics.median(st), max(st)))
     return "\n".join(out) + "\n"
 
