@@ -11,7 +11,7 @@
 #   DURATION [10]  WARMUP [2]  ROUNDS [3]  CONNS [64]   QUICK [0]: 1 = DURATION=3 ROUNDS=1
 #   SCENARIOS ["get1k_c64 get64k_c64 post16k_c64 get1k_c1"]
 #   TARGETS ["direct nginx haproxy podgate podgate-nolog"]
-#   EXTRAS ["idle startup conns10k"]: idle RSS, start-up time, N idle keep-alive connections
+#   EXTRAS ["idle startup conns10k"]: idle RSS, start-up time, N idle keep-alive connections ("" = none)
 #   IDLE_CONNS [10000]  IDLE_CONNS_TARGETS ["podgate nginx haproxy"]  STARTUP_RUNS [15]
 #   EXTRA_PODGATES [""]: more podgate builds to compare, "name=/path/to/podgate ..."
 #                        (a name ending in -nolog runs with PODGATE_ACCESS_LOG=false)

@@ -39,7 +39,7 @@ ROUNDS = int(env("ROUNDS", 3))
 CONNS = int(env("CONNS", 64))
 SCENARIOS = env("SCENARIOS", "get1k_c64 get64k_c64 post16k_c64 get1k_c1").split()
 TARGETS = env("TARGETS", "direct nginx haproxy podgate podgate-nolog").split()
-EXTRAS = env("EXTRAS", "idle startup conns10k").split()
+EXTRAS = os.environ.get("EXTRAS", "idle startup conns10k").split()  # EXTRAS= (empty): none
 EXTRA_PODGATES = env("EXTRA_PODGATES", "").split()  # name=/path/to/binary
 PODGATE_EXTRA_ENV = env("PODGATE_EXTRA_ENV", "").split()  # K=V for every podgate target
 IDLE_CONNS = int(env("IDLE_CONNS", 10000))
