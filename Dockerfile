@@ -35,6 +35,8 @@ WORKDIR /src
 # placeholder sources. This layer is reused for as long as Cargo.toml and
 # Cargo.lock do not change, so editing src/ recompiles podgate alone.
 COPY Cargo.toml Cargo.lock ./
+# Build settings (mimalloc compiled with lazy arena commit).
+COPY .cargo ./.cargo
 # 1. Drop the [[bench]], [[example]] and [[test]] tables: their sources are
 #    not in this layer and Cargo refuses a manifest whose declared targets are
 #    missing. They do not affect dependency resolution, so Cargo.lock still
@@ -65,6 +67,8 @@ RUN awk '/^[[:space:]]*\[/ { skip = ($0 ~ /^[[:space:]]*\[\[(bench|example|test)
 # from is copied (tests, benches and examples are not needed; .dockerignore
 # keeps the context small). If a build.rs is added, copy it here too.
 COPY Cargo.toml Cargo.lock ./
+# Build settings (mimalloc compiled with lazy arena commit).
+COPY .cargo ./.cargo
 COPY src ./src
 # Same command as .ci/deploy-checks.sh runs. The release profile (Cargo.toml)
 # already strips symbols and keeps panic=unwind on purpose.

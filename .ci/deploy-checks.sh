@@ -338,6 +338,7 @@ DEP_RUN=$(awk '/^# deploy-checks: dependency layer/ {f = 1; next}
 [ -n "$DEP_RUN" ] || fail "Dockerfile: no RUN after '# deploy-checks: dependency layer'"
 mkdir -p "$WORK/deps" target
 cp Cargo.toml Cargo.lock "$WORK/deps/"
+cp -r .cargo "$WORK/deps/"
 ln -s "$ROOT/target" "$WORK/deps/target"
 start=$SECONDS
 (cd "$WORK/deps" && export TARGET && quiet docker-deps sh -ec "${DEP_RUN#RUN }") \

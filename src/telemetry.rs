@@ -40,7 +40,12 @@ pub fn init(format: LogFormat, filter: &str) -> WorkerGuard {
         .lossy(true)
         .buffered_lines_limit(64 * 1024)
         .thread_name("podgate-log")
-        .finish(std::io::stdout());
+        // The writer thread flushes after each batch it drains: one write
+        // per batch instead of one per line, and no line is held back.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let _ = ACCESS_SINK.set((writer.clone(), format));
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = fmt().with_env_filter(filter).with_writer(writer);
