@@ -21,6 +21,7 @@
 #   PIN [auto]: 1 = taskset pinning (needs 2 CPUs), 0 = none
 #   LOADGEN_CPUS [0] (wrk + upstream)  PROXY_CPUS [1]  LATENCY_CPUS [0] (1-connection scenario)
 #   FOREIGN_MAX [30]: % of one CPU others may use during a run before it is retried
+#   FOREIGN_MAX_LATENCY [15]: the same for the 1-connection scenario
 #   RETRIES [1]  QUIET_WAIT [60] s
 #   BENCH_OUT [/tmp/podgate-bench.md]  BENCH_RAW_DIR [/tmp/podgate-bench-raw-<time>]
 #   PODGATE_BIN [target/release/podgate]  UPSTREAM_BIN [target/release/examples/bench_upstream]

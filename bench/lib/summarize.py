@@ -91,8 +91,9 @@ def summarize(path):
            % (meta.get("loadgen_cpus"), meta.get("proxy_cpus"), meta.get("latency_cpus"))) if meta.get("pin") else "not pinned"
     w("- method: wrk closed loop, %s rounds (target order rotated), %ss warm-up + %ss measured per run, every proxy "
       "restarted per run; %s; median of valid rounds, ratios between medians; runs where processes that are not "
-      "the benchmark's used > %s%% of a CPU are retried" % (meta.get("rounds"), meta.get("warmup"), meta.get("duration"),
-                                                          pin, meta.get("foreign_max")))
+      "the benchmark's used > %s%% of a CPU (1-connection scenario: > %s%%) are retried" % (
+          meta.get("rounds"), meta.get("warmup"), meta.get("duration"), pin, meta.get("foreign_max"),
+          meta.get("foreign_max_latency", meta.get("foreign_max"))))
     w("- access logs: podgate ON (stdout → file on tmpfs) except `podgate-nolog`; nginx/HAProxy %s; "
       "nginx: 1 worker, upstream keepalive 64, client_body_buffer_size %s; HAProxy: mode http, nbthread = CPUs it is pinned to"
       % ("ON (file on tmpfs)" if meta.get("proxy_access_log") else "off", meta.get("nginx_client_body_buffer")))
