@@ -5,20 +5,16 @@
 //! app's response body has been fully relayed.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body as HttpBody, Frame, SizeHint};
-use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 
@@ -123,38 +119,7 @@ where
             };
             let fut: crate::body::BoxFuture = Box::pin(inner.call(req));
             let Ok(resp) = fut.await;
-            Ok(resp.map(|b| {
-                body::boxed(Held {
-                    inner: b,
-                    _permit: permit,
-                })
-            }))
+            Ok(resp.map(|b| body::boxed(body::Guarded::new(b, permit))))
         }))
-    }
-}
-
-pin_project! {
-    /// Keeps the app slot until the response body is done or dropped.
-    struct Held {
-        #[pin]
-        inner: Body,
-        _permit: OwnedSemaphorePermit,
-    }
-}
-
-impl HttpBody for Held {
-    type Data = Bytes;
-    type Error = BoxError;
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().inner.poll_frame(cx)
-    }
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -106,3 +106,39 @@ where
         self.inner.size_hint()
     }
 }
+
+pin_project_lite::pin_project! {
+    /// A body that keeps `guard` alive until the body is finished or
+    /// dropped: an app slot, a connection's in-flight count.
+    pub struct Guarded<B, G> {
+        #[pin]
+        inner: B,
+        guard: G,
+    }
+}
+
+impl<B, G> Guarded<B, G> {
+    pub fn new(inner: B, guard: G) -> Self {
+        Self { inner, guard }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>, G> http_body::Body for Guarded<B, G> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -21,8 +21,8 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tower::{Layer, Service};
 
-use crate::body::{self, Body, BodyStalled};
-use crate::error::{find_cause, BodyTooLarge, ProxyError};
+use crate::body::{self, Body};
+use crate::error::ProxyError;
 
 #[derive(Debug, Clone)]
 pub struct BufferConfig {
@@ -113,16 +113,6 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
         .is_some()
 }
 
-fn classify(e: crate::body::BoxError) -> ProxyError {
-    if find_cause::<BodyTooLarge>(&*e).is_some() {
-        ProxyError::BodyTooLarge
-    } else if find_cause::<BodyStalled>(&*e).is_some() {
-        ProxyError::BodyTimeout
-    } else {
-        ProxyError::ClientBody(e)
-    }
-}
-
 static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
 
 async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), ProxyError> {
@@ -130,7 +120,7 @@ async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), Prox
     let mut file: Option<tokio::fs::File> = None;
     let mut total: u64 = 0;
     while let Some(frame) = b.frame().await {
-        let frame = frame.map_err(classify)?;
+        let frame = frame.map_err(crate::error::classify_body_error)?;
         let Ok(data) = frame.into_data() else {
             continue;
         };

@@ -150,11 +150,8 @@ pub fn classify_client_error(
     app_seen: bool,
 ) -> ProxyError {
     let dyn_err: &(dyn StdError + 'static) = err;
-    if find_cause::<BodyTooLarge>(dyn_err).is_some() {
-        return ProxyError::BodyTooLarge;
-    }
-    if find_cause::<crate::body::BodyStalled>(dyn_err).is_some() {
-        return ProxyError::BodyTimeout;
+    if let Some(e) = body_cause(dyn_err) {
+        return e;
     }
     let boxed: BoxError = err.to_string().into();
     if err.is_connect() {
@@ -180,6 +177,23 @@ pub fn classify_client_error(
         }
     }
     ProxyError::AppClosed(boxed)
+}
+
+/// A failure of the client's request body found anywhere in an error chain:
+/// over the limit (413) or stalled (408).
+fn body_cause(err: &(dyn StdError + 'static)) -> Option<ProxyError> {
+    if find_cause::<BodyTooLarge>(err).is_some() {
+        Some(ProxyError::BodyTooLarge)
+    } else if find_cause::<crate::body::BodyStalled>(err).is_some() {
+        Some(ProxyError::BodyTimeout)
+    } else {
+        None
+    }
+}
+
+/// Classifies an error from reading the client's request body.
+pub fn classify_body_error(e: BoxError) -> ProxyError {
+    body_cause(&*e).unwrap_or(ProxyError::ClientBody(e))
 }
 
 fn root_cause(err: &(dyn StdError + 'static)) -> String {

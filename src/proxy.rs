@@ -196,7 +196,10 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
         let bytes = if b.is_end_stream() {
             Bytes::new()
         } else {
-            b.collect().await.map_err(client_body_error)?.to_bytes()
+            b.collect()
+                .await
+                .map_err(crate::error::classify_body_error)?
+                .to_bytes()
         };
         replay = Some(Replay {
             method: parts.method.clone(),
@@ -231,16 +234,6 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
     };
     inner.health.mark_seen();
     respond(inner, resp, client_upgrade)
-}
-
-fn client_body_error(e: BoxError) -> ProxyError {
-    if find_cause::<crate::error::BodyTooLarge>(&*e).is_some() {
-        ProxyError::BodyTooLarge
-    } else if find_cause::<crate::body::BodyStalled>(&*e).is_some() {
-        ProxyError::BodyTimeout
-    } else {
-        ProxyError::ClientBody(e)
-    }
 }
 
 /// A reused connection that died before any response byte: the keep-alive

@@ -30,13 +30,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body::Body as HttpBody;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -112,6 +112,23 @@ pub async fn serve<S, B>(
     // Counts as a task until the backlog below has been accepted, so the
     // drain cannot finish before those connections are being served.
     let _serving = tracker.token();
+    // The slot permit (if any) is held until the connection ends.
+    let spawn_conn = |stream: TcpStream, peer: SocketAddr, permit: Option<OwnedSemaphorePermit>| {
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(peer);
+        let (svc, cfg, metrics, close) = (
+            svc.clone(),
+            cfg.clone(),
+            metrics.clone(),
+            close_conns.clone(),
+        );
+        tracker.spawn(async move {
+            metrics.connection_opened();
+            handle(stream, ConnInfo::new(peer, local), svc, &cfg, close).await;
+            metrics.connection_closed();
+            drop(permit);
+        });
+    };
     loop {
         // Waiting for a permit leaves further connections in the kernel's
         // backlog instead of exhausting file descriptors.
@@ -131,40 +148,16 @@ pub async fn serve<S, B>(
             },
             _ = stop_accepting.cancelled() => break,
         };
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(peer);
-        let svc = svc.clone();
-        let cfg = cfg.clone();
-        let metrics = metrics.clone();
-        let close = close_conns.clone();
-        tracker.spawn(async move {
-            metrics.connection_opened();
-            handle(stream, ConnInfo::new(peer, local), svc, &cfg, close).await;
-            metrics.connection_closed();
-            drop(permit);
-        });
+        spawn_conn(stream, peer, Some(permit));
     }
     // Connections the kernel has already completed are accepted and served
     // rather than reset by closing the listener under them. tokio's accept
     // would not make the system call once cancelled, so use the std socket.
     if let Ok(std_listener) = listener.into_std() {
         while let Ok((s, peer)) = std_listener.accept() {
-            let Ok(stream) = s.set_nonblocking(true).and_then(|_| TcpStream::from_std(s)) else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let local = stream.local_addr().unwrap_or(peer);
-            let (svc, cfg, metrics, close) = (
-                svc.clone(),
-                cfg.clone(),
-                metrics.clone(),
-                close_conns.clone(),
-            );
-            tracker.spawn(async move {
-                metrics.connection_opened();
-                handle(stream, ConnInfo::new(peer, local), svc, &cfg, close).await;
-                metrics.connection_closed();
-            });
+            if let Ok(stream) = s.set_nonblocking(true).and_then(|_| TcpStream::from_std(s)) {
+                spawn_conn(stream, peer, None);
+            }
         }
     }
     tracing::info!("listener closed; finishing open connections");
@@ -373,15 +366,12 @@ where
         let this = self.project();
         let Ok(resp) = std::task::ready!(this.fut.poll(cx));
         let guard = this.guard.take();
-        Poll::Ready(Ok(resp.map(|inner| ActiveBody {
-            inner,
-            _guard: guard,
-        })))
+        Poll::Ready(Ok(resp.map(|inner| ActiveBody::new(inner, guard))))
     }
 }
 
 /// Marks a request finished when its response body is done or dropped.
-struct RequestGuard(Arc<Activity>);
+pub struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
@@ -389,34 +379,8 @@ impl Drop for RequestGuard {
     }
 }
 
-pin_project! {
-    /// A response body that keeps its request counted as in flight.
-    pub struct ActiveBody<B> {
-        #[pin]
-        inner: B,
-        _guard: Option<RequestGuard>,
-    }
-}
-
-impl<B> HttpBody for ActiveBody<B>
-where
-    B: HttpBody<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// A response body that keeps its request counted as in flight.
+pub type ActiveBody<B> = crate::body::Guarded<B, Option<RequestGuard>>;
 
 /// What the watchdog knows about a connection. Times are milliseconds since
 /// the connection was accepted.
