@@ -222,48 +222,109 @@ async fn handle<S, B>(
         _ => return, // nothing sent in time, or gone
     };
     let activity = Arc::new(Activity::new(is_h2));
-    let io = TokioIo::new(ActivityIo {
+    let mut io = ActivityIo {
         inner: stream,
         activity: activity.clone(),
-    });
-    let hsvc = ConnService {
+        prefix: Bytes::new(),
+    };
+    let mut hsvc = ConnService {
         inner: svc,
         info,
         activity: activity.clone(),
     };
-    let watchdog = activity
-        .clone()
-        .watchdog(cfg.header_timeout, cfg.idle_timeout);
-    tokio::pin!(watchdog);
 
     if is_h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_header_list_size(cfg.max_header_bytes as u32)
             .max_concurrent_streams(250);
-        let conn = b.serve_connection(io, hsvc);
-        tokio::pin!(conn);
+        let watchdog = activity.clone().watchdog(cfg, None);
+        tokio::pin!(watchdog);
+        let mut conn = Box::pin(b.serve_connection(TokioIo::new(io), hsvc));
         drive(conn.as_mut(), watchdog, &close, &activity, |c| {
             c.graceful_shutdown()
         })
         .await;
-    } else {
-        let mut b = hyper::server::conn::http1::Builder::new();
-        b.preserve_header_case(true)
-            .header_read_timeout(None)
-            // Bounded like the client's; the head limit is max_header_size.
-            .max_buf_size((cfg.max_header_bytes + 8192).max(64 * 1024))
-            .max_header_size(cfg.max_header_bytes);
-        if cfg.max_headers != 100 {
-            b.max_headers(cfg.max_headers);
-        }
-        let conn = b.serve_connection(io, hsvc).with_upgrades();
-        tokio::pin!(conn);
-        drive(conn.as_mut(), watchdog, &close, &activity, |c| {
-            c.graceful_shutdown()
-        })
-        .await;
+        return;
     }
+
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.preserve_header_case(true)
+        .header_read_timeout(None)
+        // Bounded like the client's; the head limit is max_header_size.
+        .max_buf_size((cfg.max_header_bytes + 8192).max(64 * 1024))
+        .max_header_size(cfg.max_header_bytes);
+    if cfg.max_headers != 100 {
+        b.max_headers(cfg.max_headers);
+    }
+    loop {
+        activity.parking.store(false, Ordering::Relaxed);
+        let watchdog = activity.clone().watchdog(cfg, Some(PARK_AFTER));
+        tokio::pin!(watchdog);
+        // Boxed, so a parked connection's task keeps only a pointer.
+        let mut conn = Box::new(b.serve_connection(TokioIo::new(io), hsvc).with_upgrades());
+        let ended = drive(Pin::new(&mut *conn), watchdog, &close, &activity, |c| {
+            c.graceful_shutdown()
+        })
+        .await;
+        if ended == Ended::Closed || close.is_cancelled() {
+            return;
+        }
+        // Unboxed and taken apart here, so that neither the box nor the
+        // read buffer's 8 KiB allocation lives on while parked.
+        let Some(parts) = unbox(conn).into_parts() else {
+            return;
+        };
+        (io, hsvc) = (parts.io.into_inner(), parts.service);
+        io.prefix = Bytes::copy_from_slice(&parts.read_buf);
+        drop(parts.read_buf);
+        if !io.prefix.is_empty() {
+            // Part of the next head was already read: serve it, under the
+            // header timeout.
+            activity.on_read();
+            continue;
+        }
+        // Parked: no hyper state, no buffers, until the client speaks again.
+        tracing::trace!("client connection parked");
+        let left = activity.idle_left(cfg.idle_timeout);
+        let mut one = [0u8; 1];
+        tokio::select! {
+            // Not `readable()`: its readiness can be stale, peek's is not.
+            r = io.inner.peek(&mut one) => match r {
+                // Bytes (or EOF) are waiting: a head is under way.
+                Ok(_) => activity.on_read(),
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep(left) => {
+                tracing::debug!(reason = "idle timeout", "closing client connection");
+                return;
+            }
+            _ = close.cancelled() => return,
+        }
+    }
+}
+
+/// How long an HTTP/1 keep-alive connection stays idle before its hyper
+/// connection (read and write buffers, ≈ 20 KiB) is dropped and only the
+/// socket is kept, the way nginx frees a keep-alive connection's buffers.
+/// Long enough that a busy connection never pays for rebuilding it.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// Moves a value out of its box and frees the box now; a deref move in
+/// the async fn body would keep the allocation until the end of the scope,
+/// which here is the whole parked wait (measured: +1 KiB per connection).
+#[allow(clippy::boxed_local)]
+fn unbox<T>(b: Box<T>) -> T {
+    *b
+}
+
+/// How [`drive`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The connection is finished (closed, timed out or failed).
+    Closed,
+    /// The idle connection was handed back without closing the socket.
+    Parked,
 }
 
 /// How long a connection accepted before shutdown may take to deliver its
@@ -275,31 +336,49 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// not delivered its first request yet gets [`SHUTDOWN_GRACE`] to do so:
 /// hyper would otherwise close it before reading bytes that are already on
 /// their way, and the client would see a reset.
+///
+/// When the watchdog says park, hyper is asked to end the idle connection
+/// and, once it has, `Ended::Parked` tells the caller to take the socket
+/// back with `into_parts`.
 async fn drive<C, W>(
     mut conn: Pin<&mut C>,
     mut watchdog: Pin<&mut W>,
     close: &CancellationToken,
     activity: &Activity,
     shutdown: fn(Pin<&mut C>),
-) where
+) -> Ended
+where
     C: Future<Output = Result<(), hyper::Error>>,
-    W: Future<Output = &'static str>,
+    W: Future<Output = Verdict>,
 {
     let mut closing_since: Option<Instant> = None;
     let mut shut = false;
+    let mut parking = false;
     loop {
         let waiting_first = closing_since.is_some() && !shut;
         tokio::select! {
+            // The connection first: what it has read decides the watchdog.
+            biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "client connection ended with an error");
+                    return Ended::Closed;
                 }
-                return;
+                return if parking { Ended::Parked } else { Ended::Closed };
             }
-            why = watchdog.as_mut() => {
-                tracing::debug!(reason = why, "closing client connection");
-                return;
-            }
+            v = watchdog.as_mut(), if !parking => match v {
+                Verdict::Close(why) => {
+                    tracing::debug!(reason = why, "closing client connection");
+                    return Ended::Closed;
+                }
+                Verdict::Park => {
+                    // hyper closes an idle connection at once; the socket
+                    // itself is kept (see `ActivityIo::poll_shutdown`).
+                    parking = true;
+                    activity.parking.store(true, Ordering::Relaxed);
+                    shutdown(conn.as_mut());
+                }
+            },
             _ = close.cancelled(), if closing_since.is_none() => {
                 closing_since = Some(Instant::now());
             }
@@ -392,6 +471,15 @@ struct Activity {
     /// When the first byte of the next request head arrived; `NONE` if not yet.
     head_since: AtomicU64,
     served_one: AtomicBool,
+    /// The connection is being parked: hyper's shutdown of the socket is
+    /// skipped, the caller keeps it.
+    parking: AtomicBool,
+}
+
+/// What the watchdog decided.
+enum Verdict {
+    Close(&'static str),
+    Park,
 }
 
 const NONE: u64 = u64::MAX;
@@ -406,6 +494,7 @@ impl Activity {
             // The sniff saw bytes: the first head is under way from the start.
             head_since: AtomicU64::new(if h2 { NONE } else { 0 }),
             served_one: AtomicBool::new(false),
+            parking: AtomicBool::new(false),
         }
     }
 
@@ -434,14 +523,23 @@ impl Activity {
         }
     }
 
-    /// Resolves with a reason when the connection has outstayed its welcome.
+    /// Time left before an idle connection reaches `idle_timeout`.
+    fn idle_left(&self, idle_timeout: Duration) -> Duration {
+        let since = self.idle_since.load(Ordering::Acquire);
+        let deadline = since.saturating_add(idle_timeout.as_millis() as u64);
+        Duration::from_millis(deadline.saturating_sub(self.now_ms()))
+    }
+
+    /// Resolves when the connection has outstayed its welcome, or, with
+    /// `park_after`, when it has been idle between requests that long.
     async fn watchdog(
         self: Arc<Self>,
-        header_timeout: Duration,
-        idle_timeout: Duration,
-    ) -> &'static str {
-        let header_ms = header_timeout.as_millis() as u64;
-        let idle_ms = idle_timeout.as_millis() as u64;
+        cfg: &ServerConfig,
+        park_after: Option<Duration>,
+    ) -> Verdict {
+        let header_ms = cfg.header_timeout.as_millis() as u64;
+        let idle_ms = cfg.idle_timeout.as_millis() as u64;
+        let park_ms = park_after.map(|d| d.as_millis() as u64);
         loop {
             let now = self.now_ms();
             let (deadline, why) = if self.in_flight.load(Ordering::Acquire) > 0 {
@@ -453,30 +551,37 @@ impl Activity {
                 } else {
                     let since = self.idle_since.load(Ordering::Acquire);
                     let served = self.served_one.load(Ordering::Relaxed);
-                    let limit = if served || self.h2 {
-                        idle_ms
-                    } else {
-                        header_ms
-                    };
-                    (since + limit, "idle timeout")
+                    match park_ms {
+                        Some(park) if served && park < idle_ms => (since + park, "park"),
+                        _ if served || self.h2 => (since + idle_ms, "idle timeout"),
+                        _ => (since + header_ms, "idle timeout"),
+                    }
                 }
             };
             if !why.is_empty() && now >= deadline {
-                return why;
+                return if why == "park" {
+                    Verdict::Park
+                } else {
+                    Verdict::Close(why)
+                };
             }
-            let wait = deadline.saturating_sub(now).max(1);
+            // Not woken when a request ends: with parking on, look again
+            // at least every `park_after`.
+            let wait = deadline
+                .saturating_sub(now)
+                .min(park_ms.unwrap_or(u64::MAX))
+                .max(1);
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
 }
 
-pin_project! {
-    /// The client socket, reporting reads to the watchdog.
-    struct ActivityIo {
-        #[pin]
-        inner: TcpStream,
-        activity: Arc<Activity>,
-    }
+/// The client socket, reporting reads to the watchdog. `prefix` holds bytes
+/// a parked hyper connection had read but not parsed; they are read first.
+struct ActivityIo {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+    prefix: Bytes,
 }
 
 impl AsyncRead for ActivityIo {
@@ -485,9 +590,15 @@ impl AsyncRead for ActivityIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.project();
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            this.activity.on_read();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
-        let r = this.inner.poll_read(cx, buf);
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.activity.on_read();
         }
@@ -501,20 +612,23 @@ impl AsyncWrite for ActivityIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        if self.activity.parking.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
