@@ -9,7 +9,7 @@
 #
 # Knobs (environment, defaults in brackets):
 #   DURATION [10]  WARMUP [2]  ROUNDS [3]  CONNS [64]   QUICK [0]: 1 = DURATION=3 ROUNDS=1
-#   SCENARIOS ["get1k_c64 get64k_c64 post16k_c64 get1k_c1"]
+#   SCENARIOS ["get1k_c64 get64k_c64 post16k_c64 get1k_c1 gzip64k_c64"]
 #   TARGETS ["direct nginx haproxy podgate podgate-nolog"]
 #   EXTRAS ["idle startup conns10k"]: idle RSS, start-up time, N idle keep-alive connections ("" = none)
 #   IDLE_CONNS [10000]  IDLE_CONNS_TARGETS ["podgate nginx haproxy"]  STARTUP_RUNS [15]
@@ -24,8 +24,9 @@
 #   FOREIGN_MAX_LATENCY [15]: the same for the 1-connection scenario
 #   RETRIES [1]  QUIET_WAIT [60] s
 #   BENCH_OUT [/tmp/podgate-bench.md]  BENCH_RAW_DIR [/tmp/podgate-bench-raw-<time>]
-#   PODGATE_BIN [target/release/podgate]  UPSTREAM_BIN [target/release/examples/bench_upstream]
-#   BUILD [1]: cargo build --release (podgate + the bench_upstream example) first
+#   PODGATE_BIN [target/x86_64-unknown-linux-musl/release/podgate]: the static build the image ships
+#   UPSTREAM_BIN [target/release/examples/bench_upstream]
+#   BUILD [1]: cargo build --release (podgate for musl, the bench_upstream example) first
 #   INSTALL [1]: apt-get install wrk nginx-light haproxy when missing
 #   UPSTREAM_PORT [8000]  PODGATE_PORT [18080]  PODGATE_ADMIN_PORT [19901]
 #
@@ -43,7 +44,8 @@ fi
 export DURATION=${DURATION:-10} ROUNDS=${ROUNDS:-3}
 export BENCH_OUT=${BENCH_OUT:-/tmp/podgate-bench.md}
 export BENCH_RAW_DIR=${BENCH_RAW_DIR:-/tmp/podgate-bench-raw-$(date +%Y%m%d-%H%M%S)}
-export PODGATE_BIN=${PODGATE_BIN:-$ROOT/target/release/podgate}
+MUSL=x86_64-unknown-linux-musl
+export PODGATE_BIN=${PODGATE_BIN:-$ROOT/target/$MUSL/release/podgate}
 export UPSTREAM_BIN=${UPSTREAM_BIN:-$ROOT/target/release/examples/bench_upstream}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -57,6 +59,7 @@ command -v nginx >/dev/null || need+=(nginx-light)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+[[ ${BUILD:-1} == 1 ]] && ! command -v musl-gcc >/dev/null && need+=(musl-tools)
 if ((${#need[@]})); then
   [[ ${INSTALL:-1} == 1 ]] || die "missing: ${need[*]} (INSTALL=0)"
   command -v apt-get >/dev/null || die "missing: ${need[*]}, and no apt-get to install them"
@@ -67,8 +70,13 @@ if ((${#need[@]})); then
 fi
 
 if [[ ${BUILD:-1} == 1 ]]; then
-  log "building podgate and the bench_upstream example (cargo build --release)"
-  cargo build --release --quiet --bin podgate --example bench_upstream || die "build failed"
+  # The static musl binary (mimalloc) is what the image ships; measure that.
+  if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx $MUSL; then
+    rustup target add $MUSL >&2 || die "cannot add the $MUSL target (rustup target add $MUSL)"
+  fi
+  log "building podgate (--target $MUSL) and the bench_upstream example (cargo build --release)"
+  cargo build --release --quiet --target $MUSL --bin podgate || die "build failed"
+  cargo build --release --quiet --example bench_upstream || die "build failed"
 fi
 [[ -x $PODGATE_BIN ]] || die "no podgate binary at $PODGATE_BIN"
 [[ -x $UPSTREAM_BIN ]] || die "no upstream binary at $UPSTREAM_BIN"

@@ -8,6 +8,8 @@
 //!
 //! * `GET /1k`    -> 200, 1024 bytes
 //! * `GET /64k`   -> 200, 65536 bytes
+//! * `GET /json64k` -> 200, 65536 bytes of JSON (realistic text for the
+//!   compression scenario: records with repeated keys and varying values)
 //! * `POST /echo` -> 200, the request body echoed back
 //! * anything else -> 404
 //!
@@ -32,6 +34,47 @@ use tokio::net::TcpListener;
 static BODY_1K: [u8; 1024] = [b'a'; 1024];
 static BODY_64K: [u8; 65536] = [b'b'; 65536];
 
+/// 64 KiB of JSON records, the same on every run: keys repeat like an API
+/// response's, values vary (a fixed linear congruential sequence).
+fn json_64k() -> Bytes {
+    const WORDS: [&str; 16] = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+        "juliett", "kilo", "lima", "mike", "november", "oscar", "papa",
+    ];
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    let mut out = String::from("[");
+    for id in 1.. {
+        let rec = format!(
+            r#"{{"id":{id},"name":"{} {}","email":"user{}@example.com","score":{}.{:02},"active":{},"tags":["{}","{}"]}},"#,
+            WORDS[next() % 16],
+            WORDS[next() % 16],
+            next() % 100_000,
+            next() % 1000,
+            next() % 100,
+            next() % 2 == 0,
+            WORDS[next() % 16],
+            WORDS[next() % 16],
+        );
+        if out.len() + rec.len() + 1 > 65536 {
+            break;
+        }
+        out.push_str(&rec);
+    }
+    out.pop(); // the last comma
+    out.push(']');
+    // Padded to exactly 64 KiB with whitespace, still valid JSON.
+    out.extend(std::iter::repeat_n(' ', 65536 - out.len()));
+    Bytes::from(out)
+}
+
+static JSON_64K: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+
 fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
@@ -49,6 +92,12 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
         }
         (&Method::GET | &Method::HEAD, "/64k") => {
             reply(StatusCode::OK, Bytes::from_static(&BODY_64K))
+        }
+        (&Method::GET | &Method::HEAD, "/json64k") => {
+            let mut r = reply(StatusCode::OK, JSON_64K.get_or_init(json_64k).clone());
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
         }
         (&Method::POST | &Method::PUT, "/echo") => match req.into_body().collect().await {
             Ok(body) => reply(StatusCode::OK, body.to_bytes()),

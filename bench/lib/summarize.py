@@ -16,7 +16,9 @@ SC_TITLES = {
     "get64k_c64": "GET 64 KiB × 64 conns",
     "post16k_c64": "POST 16 KiB echo × 64 conns",
     "get1k_c1": "GET 1 KiB × 1 conn",
+    "gzip64k_c64": "GET 64 KiB JSON, gzip × 64 conns",
 }
+COMPRESSED = {"gzip64k_c64"}
 MIB = 1024.0
 
 
@@ -130,6 +132,31 @@ def summarize(path):
                     fmt(x.m("proxy_cpu_pct"), 0), fmt(_mib(x.m("proxy_hwm_kb")), 1), x.n))
         w("")
 
+    # ---------------------------------------------------------------- compression
+    for sc in [s for s in scenarios if s in COMPRESSED]:
+        base = "get64k_c64"
+        w("## Compression: what gzip costs\n")
+        w("The same 64 KiB per response as `%s`, but JSON, asked for with `Accept-Encoding: gzip` and compressed "
+          "by the proxy at level %s (podgate `PODGATE_COMPRESSION=gzip`; nginx `gzip on; gzip_comp_level %s`). "
+          "Added CPU = CPU µs/req here minus CPU µs/req passing 64 KiB through uncompressed.\n"
+          % (base, meta.get("gzip_level", "?"), meta.get("gzip_level", "?")))
+        w("| target | req/s | ×nginx | bytes/response | CPU µs/req | CPU ×nginx | added CPU µs/req (vs %s) | p99 ms | peak RSS MiB |" % base)
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        ng = c(sc, "nginx")
+        for t in targets:
+            x = c(sc, t)
+            if not x or t == "direct":
+                continue
+            cpu = x.m("proxy_cpu_us_per_req")
+            b = c(base, t)
+            added = cpu - b.m("proxy_cpu_us_per_req") if b and cpu is not None and b.m("proxy_cpu_us_per_req") else None
+            w("| %s%s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                t, x.flag, fmt(x.m("rps")), ratio(x.m("rps"), ng.m("rps") if ng else None),
+                fmt(x.m("resp_bytes_per_req")), fmt(cpu, 1),
+                ratio(cpu, ng.m("proxy_cpu_us_per_req") if ng else None), fmt(added, 1),
+                fmt(_ms(x.m("p99_us")), 2), fmt(_mib(x.m("proxy_hwm_kb")), 1)))
+        w("")
+
     # ---------------------------------------------------------------- latency
     for sc in [s for s in scenarios if s.endswith("_c1")]:
         d, hp, ng = c(sc, "direct"), c(sc, "haproxy"), c(sc, "nginx")
@@ -182,7 +209,7 @@ def summarize(path):
         n10k = next((r.get("n") for r in conns.values() if r.get("n")), 10000)
         w("## Memory and start-up\n")
         w("Idle = started, no traffic yet (RSS; PSS counts shared pages once). Under load = highest VmHWM over the "
-          "64-connection runs. %s idle conns = RSS after %s keep-alive connections each served one GET 1 KiB and "
+          "64-connection runs without compression (gzip state is in the compression table). %s idle conns = RSS after %s keep-alive connections each served one GET 1 KiB and "
           "were left open; bytes/conn = (that RSS − RSS before) ÷ connections. Start-up = fork/exec → TCP connect "
           "succeeds / → first 200 through the proxy (median of runs; min in brackets).\n" % (f"{n10k:,}", f"{n10k:,}"))
         w("| proxy | idle RSS MiB | idle PSS MiB | RSS after 1 req | peak RSS under 64-conn load MiB | RSS with %s idle conns MiB | bytes/conn | start-up → listening ms | start-up → first 200 ms |" % f"{n10k:,}")
@@ -190,7 +217,8 @@ def summarize(path):
         for t in proxies:
             i, k, s = idle.get(t, {}), conns.get(t, {}), starts.get(t, {})
             load_hwm = max([x.m("proxy_hwm_kb") for (sc, tt), x in cells.items()
-                            if tt == t and sc in tp and x.m("proxy_hwm_kb") is not None] or [None], key=lambda z: z or 0)
+                            if tt == t and sc in tp and sc not in COMPRESSED and x.m("proxy_hwm_kb") is not None]
+                           or [None], key=lambda z: z or 0)
             opened = k.get("opened")
             cn = fmt(_mib(k.get("rss_kb")), 1) if k.get("rss_kb") else "—"
             if opened is not None and opened != k.get("n"):
@@ -235,7 +263,8 @@ def summarize(path):
         i = idle.get(pg, {})
         if i.get("rss_kb"):
             goal("idle RSS < 8 MiB", fmt(_mib(i["rss_kb"]), 1, " MiB"), _mib(i["rss_kb"]) < 8)
-        hw = [x.m("proxy_hwm_kb") for (s2, tt), x in cells.items() if tt == pg and s2 in tp and x.m("proxy_hwm_kb")]
+        hw = [x.m("proxy_hwm_kb") for (s2, tt), x in cells.items()
+              if tt == pg and s2 in tp and s2 not in COMPRESSED and x.m("proxy_hwm_kb")]
         if hw:
             goal("peak RSS under 64-conn load < 16 MiB", fmt(_mib(max(hw)), 1, " MiB"), _mib(max(hw)) < 16)
         k = conns.get(pg, {})

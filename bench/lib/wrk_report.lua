@@ -2,13 +2,18 @@
 -- prints one machine-readable line when the run is done.
 --   BENCH_METHOD      GET (default) or POST
 --   BENCH_BODY_BYTES  request body size for POST (bytes of 'p')
+--   BENCH_ACCEPT_ENCODING  if set, sent as Accept-Encoding (compression scenario)
 -- Output (last line of wrk's stdout):
 --   BENCH_RESULT {"requests":N,"duration_us":N,"bytes":N,"p50_us":N,...,"errors":{...}}
 
 local method = os.getenv("BENCH_METHOD") or "GET"
 local body_bytes = tonumber(os.getenv("BENCH_BODY_BYTES") or "0") or 0
+local accept_encoding = os.getenv("BENCH_ACCEPT_ENCODING") or ""
 
 wrk.method = method
+if accept_encoding ~= "" then
+  wrk.headers["Accept-Encoding"] = accept_encoding
+end
 if body_bytes > 0 then
   wrk.body = string.rep("p", body_bytes)
   wrk.headers["Content-Type"] = "application/octet-stream"
