@@ -10,7 +10,10 @@
 //! connection tracks three phases:
 //!  * waiting for a request head since its first byte (or since connecting):
 //!    `header_timeout`;
-//!  * idle between requests: `idle_timeout`;
+//!  * idle between requests: `idle_timeout`; after [`PARK_AFTER`] an
+//!    HTTP/1 connection is also "parked": its hyper connection, with the
+//!    read and write buffers, is dropped and only the socket is kept until
+//!    the client sends again;
 //!  * requests in flight: no connection-level limit (body and upstream
 //!    timeouts apply to the request itself).
 //!
@@ -188,6 +191,20 @@ async fn sniff_h2(stream: &TcpStream) -> io::Result<bool> {
     }
 }
 
+/// Waits (at most `header_timeout`) for the first bytes and tells whether
+/// they are the h2c preface; `None` if nothing usable came. A connection
+/// accepted just before shutdown still gets its first request read (within
+/// a short grace), not a reset.
+async fn sniff(stream: &TcpStream, cfg: &ServerConfig, close: &CancellationToken) -> Option<bool> {
+    let sniff = tokio::time::timeout(cfg.header_timeout, sniff_h2(stream));
+    tokio::pin!(sniff);
+    let r = tokio::select! {
+        r = &mut sniff => r,
+        _ = close.cancelled() => tokio::time::timeout(SHUTDOWN_GRACE, &mut sniff).await.ok()?,
+    };
+    r.ok()?.ok()
+}
+
 async fn handle<S, B>(
     stream: TcpStream,
     info: ConnInfo,
@@ -204,22 +221,12 @@ async fn handle<S, B>(
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    // A connection accepted just before shutdown still gets its first
-    // request read (within a short grace), not a reset.
-    let sniffed = {
-        let sniff = tokio::time::timeout(cfg.header_timeout, sniff_h2(&stream));
-        tokio::pin!(sniff);
-        tokio::select! {
-            r = &mut sniff => r,
-            _ = close.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut sniff).await {
-                Ok(r) => r,
-                Err(_) => return,
-            },
-        }
-    };
-    let is_h2 = match sniffed {
-        Ok(Ok(h2)) => h2,
-        _ => return, // nothing sent in time, or gone
+    // The futures that are only alive for a while (the sniff, a hyper
+    // connection being driven) are boxed: the task's own allocation is as
+    // large as its largest state, and a parked connection should pay only
+    // for the parked one.
+    let Some(is_h2) = Box::pin(sniff(&stream, cfg, &close)).await else {
+        return; // nothing sent in time, or gone
     };
     let activity = Arc::new(Activity::new(is_h2));
     let mut io = ActivityIo {
@@ -239,11 +246,10 @@ async fn handle<S, B>(
             .max_header_list_size(cfg.max_header_bytes as u32)
             .max_concurrent_streams(250);
         let watchdog = activity.clone().watchdog(cfg, None);
-        tokio::pin!(watchdog);
         let mut conn = Box::pin(b.serve_connection(TokioIo::new(io), hsvc));
-        drive(conn.as_mut(), watchdog, &close, &activity, |c| {
+        Box::pin(drive(conn.as_mut(), watchdog, &close, &activity, |c| {
             c.graceful_shutdown()
-        })
+        }))
         .await;
         return;
     }
@@ -260,12 +266,14 @@ async fn handle<S, B>(
     loop {
         activity.parking.store(false, Ordering::Relaxed);
         let watchdog = activity.clone().watchdog(cfg, Some(PARK_AFTER));
-        tokio::pin!(watchdog);
-        // Boxed, so a parked connection's task keeps only a pointer.
         let mut conn = Box::new(b.serve_connection(TokioIo::new(io), hsvc).with_upgrades());
-        let ended = drive(Pin::new(&mut *conn), watchdog, &close, &activity, |c| {
-            c.graceful_shutdown()
-        })
+        let ended = Box::pin(drive(
+            Pin::new(&mut *conn),
+            watchdog,
+            &close,
+            &activity,
+            |c| c.graceful_shutdown(),
+        ))
         .await;
         if ended == Ended::Closed || close.is_cancelled() {
             return;
@@ -342,7 +350,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// back with `into_parts`.
 async fn drive<C, W>(
     mut conn: Pin<&mut C>,
-    mut watchdog: Pin<&mut W>,
+    watchdog: W,
     close: &CancellationToken,
     activity: &Activity,
     shutdown: fn(Pin<&mut C>),
@@ -351,6 +359,7 @@ where
     C: Future<Output = Result<(), hyper::Error>>,
     W: Future<Output = Verdict>,
 {
+    tokio::pin!(watchdog);
     let mut closing_since: Option<Instant> = None;
     let mut shut = false;
     let mut parking = false;
