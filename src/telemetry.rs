@@ -38,7 +38,10 @@ pub fn access_format() -> Option<LogFormat> {
 pub fn init(format: LogFormat, filter: &str) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
-        .buffered_lines_limit(64 * 1024)
+        // The queue's slots are allocated and touched up front: 16 Ki lines
+        // (≈ 0.4 s of stdout stall at 40k req/s) cost 0.5 MiB of RSS;
+        // 64 Ki cost 2 MiB (measured idle RSS 6.3 -> 4.7 MiB).
+        .buffered_lines_limit(16 * 1024)
         .thread_name("podgate-log")
         // The writer thread flushes after each batch it drains: one write
         // per batch instead of one per line, and no line is held back.
