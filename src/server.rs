@@ -313,8 +313,9 @@ async fn handle<S, B>(
 }
 
 /// How long an HTTP/1 keep-alive connection stays idle before its hyper
-/// connection (read and write buffers, ≈ 20 KiB) is dropped and only the
-/// socket is kept, the way nginx frees a keep-alive connection's buffers.
+/// connection (an 8 KiB read and an 8 KiB write buffer, and its state) is
+/// dropped and only the socket is kept, the way nginx frees a keep-alive
+/// connection's buffers.
 /// Long enough that a busy connection never pays for rebuilding it.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
