@@ -552,28 +552,29 @@ impl Activity {
         let park_ms = park_after.map(|d| d.as_millis() as u64);
         loop {
             let now = self.now_ms();
-            let (deadline, why) = if self.in_flight.load(Ordering::Acquire) > 0 {
-                (now + header_ms.min(idle_ms), "")
+            // What happens at `deadline`; nothing while a request is in flight.
+            let (deadline, verdict) = if self.in_flight.load(Ordering::Acquire) > 0 {
+                (now + header_ms.min(idle_ms), None)
             } else {
                 let head = self.head_since.load(Ordering::Acquire);
                 if head != NONE {
-                    (head + header_ms, "request head not received in time")
+                    let why = "request head not received in time";
+                    (head + header_ms, Some(Verdict::Close(why)))
                 } else {
                     let since = self.idle_since.load(Ordering::Acquire);
                     let served = self.served_one.load(Ordering::Relaxed);
+                    let idle = Verdict::Close("idle timeout");
                     match park_ms {
-                        Some(park) if served && park < idle_ms => (since + park, "park"),
-                        _ if served || self.h2 => (since + idle_ms, "idle timeout"),
-                        _ => (since + header_ms, "idle timeout"),
+                        Some(park) if served && park < idle_ms => {
+                            (since + park, Some(Verdict::Park))
+                        }
+                        _ if served || self.h2 => (since + idle_ms, Some(idle)),
+                        _ => (since + header_ms, Some(idle)),
                     }
                 }
             };
-            if !why.is_empty() && now >= deadline {
-                return if why == "park" {
-                    Verdict::Park
-                } else {
-                    Verdict::Close(why)
-                };
+            if let Some(v) = verdict.filter(|_| now >= deadline) {
+                return v;
             }
             // Not woken when a request ends: with parking on, look again
             // at least every `park_after`.
