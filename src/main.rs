@@ -45,8 +45,16 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match command {
             Command::Serve => {
-                let _guard =
-                    podgate::telemetry::init(loaded.config.log_format, &loaded.config.log_filter);
+                let _guard = match podgate::telemetry::init(
+                    loaded.config.log_format,
+                    &loaded.config.log_filter,
+                ) {
+                    Ok(guard) => guard,
+                    Err(e) => {
+                        eprintln!("podgate: cannot start the log writer thread: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
                 for w in &loaded.warnings {
                     tracing::warn!("{w}");
                 }

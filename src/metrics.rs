@@ -47,6 +47,8 @@ pub struct Metrics {
     ready: Gauge,
     app_queue: Gauge,
     app_rejected: Counter,
+    /// Mirrors [`crate::telemetry::dropped_lines`], brought up to date on render.
+    log_dropped: Counter,
     // Plain atomics mirrored for /status without parsing the registry.
     pub requests_total: AtomicU64,
     pub errors_5xx: AtomicU64,
@@ -76,6 +78,7 @@ impl Metrics {
         let ready = Gauge::default();
         let app_queue = Gauge::default();
         let app_rejected = Counter::default();
+        let log_dropped = Counter::default();
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -148,6 +151,11 @@ impl Metrics {
             "Requests answered 503 because the app was saturated",
             app_rejected.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stdout could not keep up",
+            log_dropped.clone(),
+        );
         registry.register("build_info", "podgate build", build);
 
         Self {
@@ -166,6 +174,7 @@ impl Metrics {
             ready,
             app_queue,
             app_rejected,
+            log_dropped,
             requests_total: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
@@ -264,6 +273,11 @@ impl Metrics {
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
+        let dropped = crate::telemetry::dropped_lines();
+        let shown = self.log_dropped.get();
+        if dropped > shown {
+            self.log_dropped.inc_by(dropped - shown);
+        }
         let mut out = String::with_capacity(8192);
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
