@@ -7,6 +7,7 @@ use std::io;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body, BoxError};
+use crate::upstream::SendError;
 
 /// A failure podgate answers for itself. The body of the answer is a short
 /// text naming the cause; internals stay in the log.
@@ -143,40 +144,36 @@ pub fn find_cause<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) 
     None
 }
 
-/// Classifies a failure of the pooled client. Errors caused by the client's
-/// own body (too large, too slow) are the client's fault, not the app's.
-pub fn classify_client_error(
-    err: &hyper_util::client::legacy::Error,
-    app_seen: bool,
-) -> ProxyError {
-    let dyn_err: &(dyn StdError + 'static) = err;
-    if let Some(e) = body_cause(dyn_err) {
-        return e;
-    }
-    let boxed: BoxError = err.to_string().into();
-    if err.is_connect() {
-        if let Some(io) = find_cause::<io::Error>(dyn_err) {
+/// Classifies a failure to get a response from the app. Errors caused by
+/// the client's own body (too large, too slow) are the client's fault, not
+/// the app's.
+pub fn classify_send_error(err: SendError, app_seen: bool) -> ProxyError {
+    match err {
+        SendError::Connect(io) => {
             if io.kind() == io::ErrorKind::TimedOut {
                 return ProxyError::ConnectTimeout;
             }
+            let detail: BoxError = Box::new(io);
+            if app_seen {
+                ProxyError::AppRefused(detail)
+            } else {
+                ProxyError::AppStarting(detail)
+            }
         }
-        let detail: BoxError = root_cause(dyn_err).into();
-        return if app_seen {
-            ProxyError::AppRefused(detail)
-        } else {
-            ProxyError::AppStarting(detail)
-        };
+        SendError::Request { error, .. } => {
+            if let Some(e) = body_cause(&error) {
+                return e;
+            }
+            if error.is_parse() || error.is_parse_status() {
+                return ProxyError::BadResponse(Box::new(error));
+            }
+            if error.is_user() {
+                // A user error on the client side is the request body failing.
+                return ProxyError::ClientBody(Box::new(error));
+            }
+            ProxyError::AppClosed(Box::new(error))
+        }
     }
-    if let Some(h) = find_cause::<hyper::Error>(dyn_err) {
-        if h.is_parse() || h.is_parse_status() {
-            return ProxyError::BadResponse(boxed);
-        }
-        if h.is_user() {
-            // A user error on the client side is the request body failing.
-            return ProxyError::ClientBody(boxed);
-        }
-    }
-    ProxyError::AppClosed(boxed)
 }
 
 /// A failure of the client's request body found anywhere in an error chain:
@@ -194,12 +191,4 @@ fn body_cause(err: &(dyn StdError + 'static)) -> Option<ProxyError> {
 /// Classifies an error from reading the client's request body.
 pub fn classify_body_error(e: BoxError) -> ProxyError {
     body_cause(&*e).unwrap_or(ProxyError::ClientBody(e))
-}
-
-fn root_cause(err: &(dyn StdError + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

@@ -27,6 +27,7 @@ pub mod shutdown;
 pub mod stack;
 pub mod static_files;
 pub mod telemetry;
+pub mod upstream;
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
-//! The forwarding service: one pooled HTTP/1.1 client to the app, built at
-//! start-up, plus the upgrade tunnel and the keep-alive-race retry.
+//! The forwarding service: requests to the app over the [`crate::upstream`]
+//! pool, plus the upgrade tunnel and the keep-alive-race retry.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,23 +11,20 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use hyper_util::rt::TokioIo;
 use tokio_util::task::TaskTracker;
 use tower::Service;
 
-use crate::body::{self, Body, BoxError};
-use crate::error::{classify_client_error, find_cause, ProxyError};
+use crate::body::{self, Body};
+use crate::error::{classify_send_error, find_cause, ProxyError};
 use crate::health::AppHealth;
 use crate::metrics::Metrics;
 use crate::normalize::UpgradeRequested;
+use crate::upstream::{Pool, SendError, UpstreamBody};
 
 /// Bodies of idempotent requests up to this size are buffered so that a
 /// request lost to the keep-alive race can be sent again, whole.
@@ -43,10 +40,7 @@ pub struct Proxy {
 }
 
 struct Inner {
-    client: Client<HttpConnector, Body>,
-    app_addr: SocketAddr,
-    authority: Authority,
-    connect_timeout: Duration,
+    pool: Pool,
     upstream_timeout: Duration,
     health: Arc<AppHealth>,
     metrics: Arc<Metrics>,
@@ -82,32 +76,15 @@ impl Proxy {
         metrics: Arc<Metrics>,
         tunnels: TaskTracker,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle)
-            .http1_preserve_header_case(true)
-            // Bounded read buffers: hyper grows them up to ~400 KiB per
-            // pooled connection on large bodies, which is memory a sidecar
-            // pays per connection for no throughput gain past 64 KiB.
-            .http1_max_buf_size(64 * 1024)
-            // Host is the client's, set by the normaliser; never rewrite it.
-            .set_host(false)
-            .retry_canceled_requests(true)
-            .build(connector);
-        let authority = Authority::try_from(cfg.app_addr.to_string().as_str())
-            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        let pool = Pool::new(
+            cfg.app_addr,
+            cfg.connect_timeout,
+            cfg.pool_idle_timeout,
+            cfg.pool_max_idle,
+        );
         Self {
             inner: Arc::new(Inner {
-                client,
-                app_addr: cfg.app_addr,
-                authority,
-                connect_timeout: cfg.connect_timeout,
+                pool,
                 upstream_timeout: cfg.upstream_timeout,
                 health,
                 metrics,
@@ -167,13 +144,8 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(inner.authority.clone())
-        .path_and_query(path.clone())
-        .build()
-        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
-    *req.uri_mut() = uri;
+    // Origin-form: the app is not a proxy, and Host is already the client's.
+    *req.uri_mut() = Uri::from(path.clone());
     // The app always speaks HTTP/1.1 with podgate, whatever the client spoke.
     *req.version_mut() = Version::HTTP_11;
 
@@ -215,7 +187,7 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
         req = Request::from_parts(parts, b);
     }
 
-    let sent = tokio::time::timeout(inner.upstream_timeout, inner.client.request(req)).await;
+    let sent = tokio::time::timeout(inner.upstream_timeout, inner.pool.send(req)).await;
     let resp = match sent {
         Err(_) => return Err(ProxyError::ResponseTimeout),
         Ok(Ok(resp)) => resp,
@@ -226,10 +198,10 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
                 match tokio::time::timeout(inner.upstream_timeout, send_fresh(inner, r)).await {
                     Err(_) => return Err(ProxyError::ResponseTimeout),
                     Ok(Ok(resp)) => resp,
-                    Ok(Err(e)) => return Err(classify_fresh_error(e, inner)),
+                    Ok(Err(e)) => return Err(classify_send_error(e, inner.health.seen())),
                 }
             }
-            _ => return Err(classify_client_error(&e, inner.health.seen())),
+            _ => return Err(classify_send_error(e, inner.health.seen())),
         },
     };
     inner.health.mark_seen();
@@ -238,17 +210,18 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
 
 /// A reused connection that died before any response byte: the keep-alive
 /// race (the app closed it while the request was on its way).
-fn is_retryable(e: &hyper_util::client::legacy::Error) -> bool {
-    if e.is_connect() {
+fn is_retryable(e: &SendError) -> bool {
+    let SendError::Request {
+        error,
+        reused: true,
+    } = e
+    else {
         return false;
+    };
+    if error.is_incomplete_message() || error.is_canceled() {
+        return true;
     }
-    let dyn_err: &(dyn std::error::Error + 'static) = e;
-    if let Some(h) = find_cause::<hyper::Error>(dyn_err) {
-        if h.is_incomplete_message() || h.is_canceled() {
-            return true;
-        }
-    }
-    find_cause::<io::Error>(dyn_err).is_some_and(|io| {
+    find_cause::<io::Error>(error).is_some_and(|io| {
         matches!(
             io.kind(),
             io::ErrorKind::ConnectionReset
@@ -259,19 +232,8 @@ fn is_retryable(e: &hyper_util::client::legacy::Error) -> bool {
     })
 }
 
-/// Sends a replayed request on a brand-new connection, outside the pool, so
-/// the retry cannot meet another stale pooled connection.
-async fn send_fresh(inner: &Inner, r: Replay) -> Result<Response<Incoming>, BoxError> {
-    let stream = tokio::time::timeout(inner.connect_timeout, TcpStream::connect(inner.app_addr))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake::<_, Body>(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+/// Sends a replayed request on a brand-new connection.
+async fn send_fresh(inner: &Inner, r: Replay) -> Result<Response<UpstreamBody>, SendError> {
     let mut req = Request::new(if r.body.is_empty() {
         body::empty()
     } else {
@@ -280,34 +242,12 @@ async fn send_fresh(inner: &Inner, r: Replay) -> Result<Response<Incoming>, BoxE
     *req.method_mut() = r.method;
     *req.uri_mut() = Uri::from(r.path);
     *req.headers_mut() = r.headers;
-    Ok(sender.send_request(req).await?)
-}
-
-fn classify_fresh_error(e: BoxError, inner: &Inner) -> ProxyError {
-    if let Some(io) = find_cause::<io::Error>(&*e) {
-        match io.kind() {
-            io::ErrorKind::TimedOut => return ProxyError::ConnectTimeout,
-            io::ErrorKind::ConnectionRefused => {
-                return if inner.health.seen() {
-                    ProxyError::AppRefused(e)
-                } else {
-                    ProxyError::AppStarting(e)
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(h) = find_cause::<hyper::Error>(&*e) {
-        if h.is_parse() || h.is_parse_status() {
-            return ProxyError::BadResponse(e);
-        }
-    }
-    ProxyError::AppClosed(e)
+    inner.pool.send_on_new(req).await
 }
 
 fn respond(
     inner: &Inner,
-    mut resp: Response<Incoming>,
+    mut resp: Response<UpstreamBody>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response<Body>, ProxyError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -760,11 +760,12 @@ async fn reused_connection_dying_before_response_is_retried_only_when_safe() {
         "idempotent PUT retried on a fresh connection"
     );
     assert_eq!(r.text().await.unwrap(), "full-body");
-    // Each connection serves one request: the next request on it hits the race.
+    // Each connection serves one request: the next request on it hits the
+    // race. The retry's new connection is pooled, so both GETs meet one.
     assert_eq!(c.get(pg.url("/g1")).send().await.unwrap().status(), 200);
     assert_eq!(c.get(pg.url("/g2")).send().await.unwrap().status(), 200);
     let m = pg.running.metrics.render();
-    assert!(m.contains("podgate_upstream_retries_total 2"), "{m}");
+    assert!(m.contains("podgate_upstream_retries_total 3"), "{m}");
     // A POST may have reached the app: never sent twice.
     assert_eq!(
         c.get(pg.url("/prime-again")).send().await.unwrap().status(),
@@ -779,4 +780,66 @@ async fn reused_connection_dying_before_response_is_retried_only_when_safe() {
         .filter(|b| b.as_slice() == b"once")
         .count();
     assert!(seen_posts <= 1);
+}
+
+/// Sequential requests share one app connection, and the pool closes it once
+/// it has been idle for POOL_IDLE_TIMEOUT even when no request comes to find
+/// it expired (an app with a 2 s keep-alive must never be the one to close).
+#[tokio::test]
+async fn pool_reuses_app_connections_and_closes_idle_ones() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let a2 = accepts.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let closed_tx = closed_tx.clone();
+            let a2 = a2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut served = 0;
+                while read_request(&mut s, &mut buf).await.is_some() {
+                    if served == 0 {
+                        // Counted on its first request: readiness checks
+                        // connect and close without one.
+                        a2.fetch_add(1, Ordering::SeqCst);
+                    }
+                    served += 1;
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+                if served > 0 {
+                    let _ = closed_tx.send(Instant::now());
+                }
+            });
+        }
+    });
+    let pg = start_podgate(app, &[("POOL_IDLE_TIMEOUT", "300ms")]).await;
+    let c = client();
+    for i in 0..5 {
+        let r = c.get(pg.url(&format!("/r{i}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    let last_used = Instant::now();
+    assert_eq!(
+        accepts.load(Ordering::SeqCst),
+        1,
+        "one app connection reused"
+    );
+    let closed_at = within(WAIT, closed_rx.recv()).await.unwrap();
+    let idle = closed_at.duration_since(last_used);
+    assert!(
+        idle >= Duration::from_millis(300),
+        "closed after {idle:?} idle, before POOL_IDLE_TIMEOUT"
+    );
+    // The next request gets a new connection and is answered.
+    assert_eq!(c.get(pg.url("/again")).send().await.unwrap().status(), 200);
+    assert_eq!(accepts.load(Ordering::SeqCst), 2);
 }
