@@ -468,6 +468,15 @@ fn push_ip(s: &mut String, ip: IpAddr) {
 /// A JSON string literal: quotes, backslashes and control characters escaped.
 fn push_json_str(s: &mut String, v: &str) {
     s.push('"');
+    // Paths, ids and user agents rarely need escaping: copy them whole.
+    if !v
+        .bytes()
+        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+    {
+        s.push_str(v);
+        s.push('"');
+        return;
+    }
     for c in v.chars() {
         match c {
             '"' => s.push_str("\\\""),

@@ -70,7 +70,11 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 /// `Connection: upgrade` restated. `Host` is never removed, whatever
 /// `Connection` names: without it the request is not valid HTTP/1.1.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.is_empty() {
+    // One pass over the names first: most messages carry none of these, and
+    // a removal is a hash lookup per name (4 % of the instructions per
+    // request in callgrind when done unconditionally, both directions).
+    let fixed = fixed_hop_by_hop();
+    if !keep_upgrade && !headers.keys().any(|n| fixed.contains(&n)) {
         return;
     }
     let wants_trailers = headers
@@ -153,8 +157,28 @@ pub fn apply_forwarded_with(
     let host = host.cloned();
     let client;
     if peer_trusted {
-        let mut chain = joined(headers, &X_FORWARDED_FOR);
-        client = resolve_client(chain.as_deref().unwrap_or(""), peer.ip, trusted);
+        // Which forwarding headers came in, in one pass over the names
+        // rather than a hash lookup for each (absent is the common case).
+        let (mut xff, mut fwd, mut xfp, mut xfh, mut xfport) = (false, false, false, false, false);
+        for n in headers.keys() {
+            if *n == X_FORWARDED_FOR {
+                xff = true;
+            } else if *n == header::FORWARDED {
+                fwd = true;
+            } else if *n == X_FORWARDED_PROTO {
+                xfp = true;
+            } else if *n == X_FORWARDED_HOST {
+                xfh = true;
+            } else if *n == X_FORWARDED_PORT {
+                xfport = true;
+            }
+        }
+        let mut chain = if xff {
+            joined(headers, &X_FORWARDED_FOR)
+        } else {
+            None
+        };
+        client = resolve_trusted_chain(chain.as_deref().unwrap_or(""), peer.ip, trusted);
         match chain.take() {
             Some(c) if !c.trim().is_empty() => {
                 let peer_s = peer_value.to_str().unwrap_or("unknown");
@@ -164,23 +188,25 @@ pub fn apply_forwarded_with(
                 headers.insert(X_FORWARDED_FOR.clone(), peer_value.clone());
             }
         }
-        if let Some(fwd) = joined(headers, &header::FORWARDED) {
-            set(
-                headers,
-                &header::FORWARDED,
-                &format!("{fwd}, for={}", forwarded_node(peer.ip)),
-            );
+        if fwd {
+            if let Some(fwd) = joined(headers, &header::FORWARDED) {
+                set(
+                    headers,
+                    &header::FORWARDED,
+                    &format!("{fwd}, for={}", forwarded_node(peer.ip)),
+                );
+            }
         }
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
+        if !xfp {
             headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
         }
-        if !headers.contains_key(&X_FORWARDED_HOST) {
+        if !xfh {
             if let Some(h) = host {
                 headers.insert(X_FORWARDED_HOST.clone(), h);
             }
         }
-        if !headers.contains_key(&X_FORWARDED_PORT) {
-            headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(peer.local_port));
+        if !xfport {
+            headers.insert(X_FORWARDED_PORT.clone(), port_value(peer.local_port));
         }
     } else {
         client = peer.ip;
@@ -200,7 +226,7 @@ pub fn apply_forwarded_with(
         }
         headers.insert(X_FORWARDED_FOR.clone(), peer_value.clone());
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-        headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(peer.local_port));
+        headers.insert(X_FORWARDED_PORT.clone(), port_value(peer.local_port));
         let mut fwd = format!("for={};proto={proto}", forwarded_node(peer.ip));
         if let Some(h) = host {
             // Only a value that cannot leave the quoted-string goes in.
@@ -230,10 +256,15 @@ pub fn apply_forwarded_with(
 /// trusted proxy. An entry that is not an address stops the walk: anything to
 /// its left is unverifiable, so the last verified hop is the answer.
 pub fn resolve_client(chain: &str, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
-    let mut client = peer;
     if !is_trusted(peer, trusted) {
         return peer;
     }
+    resolve_trusted_chain(chain, peer, trusted)
+}
+
+/// [`resolve_client`] for a peer already known to be trusted.
+fn resolve_trusted_chain(chain: &str, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    let mut client = peer;
     for entry in chain.rsplit(',') {
         let entry = entry.trim();
         if entry.is_empty() {
@@ -269,6 +300,16 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
         v4 => v4,
     };
     trusted.iter().any(|n| n.contains(&ip))
+}
+
+/// The common listening ports as static values; others are formatted.
+fn port_value(port: u16) -> HeaderValue {
+    match port {
+        80 => HeaderValue::from_static("80"),
+        8080 => HeaderValue::from_static("8080"),
+        443 => HeaderValue::from_static("443"),
+        p => HeaderValue::from(p),
+    }
 }
 
 /// RFC 7239 node syntax: IPv6 in quotes and brackets.
