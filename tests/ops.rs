@@ -73,6 +73,7 @@ async fn probes_metrics_and_status() {
         "podgate_client_connections_open",
         "podgate_response_bytes_total 2",
         "podgate_ready 1",
+        "podgate_log_lines_dropped_total 0",
         "podgate_build_info{version=",
     ] {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
