@@ -49,6 +49,7 @@ pub struct Metrics {
     app_rejected: Counter,
     /// Mirrors [`crate::telemetry::dropped_lines`], brought up to date on render.
     log_dropped: Counter,
+    log_dropped_shown: AtomicU64,
     // Plain atomics mirrored for /status without parsing the registry.
     pub requests_total: AtomicU64,
     pub errors_5xx: AtomicU64,
@@ -175,6 +176,7 @@ impl Metrics {
             app_queue,
             app_rejected,
             log_dropped,
+            log_dropped_shown: AtomicU64::new(0),
             requests_total: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
@@ -273,8 +275,9 @@ impl Metrics {
 
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
+        // fetch_max: two scrapes at once each add only what the other did not.
         let dropped = crate::telemetry::dropped_lines();
-        let shown = self.log_dropped.get();
+        let shown = self.log_dropped_shown.fetch_max(dropped, Ordering::Relaxed);
         if dropped > shown {
             self.log_dropped.inc_by(dropped - shown);
         }

@@ -31,7 +31,8 @@ pub const FLUSH_DELAY: Duration = Duration::from_millis(50);
 /// A batch this large is written at once, without waiting for the delay.
 pub const FLUSH_BYTES: usize = 32 * 1024;
 /// Bytes waiting for a stalled stdout before lines are dropped: about 16,000
-/// access lines, only resident while stdout is stalled.
+/// access lines, only resident while stdout is stalled (plus the batch the
+/// writer is stuck on: at most twice this in all).
 pub const MAX_QUEUED: usize = 4 * 1024 * 1024;
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -104,19 +105,29 @@ impl<'a> MakeWriter<'a> for LogQueue {
     }
 }
 
-/// Keep it alive until exit: dropping it writes what is queued and stops the
-/// writer thread.
+/// How long exit waits for queued lines to be written. A stalled stdout
+/// (a full container log pipe) must not keep a drained pod from exiting.
+pub const EXIT_FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// Keep it alive until exit: dropping it writes what is queued (waiting at
+/// most [`EXIT_FLUSH_WAIT`]) and stops the writer thread.
 pub struct LogGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnects when the writer thread ends.
+    finished: std::sync::mpsc::Receiver<()>,
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
+        let _ = self.finished.recv_timeout(EXIT_FLUSH_WAIT);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if t.is_finished() {
+                let _ = t.join();
+            }
+            // Otherwise it is stuck in a write; the process exits without it.
         }
     }
 }
@@ -125,9 +136,11 @@ impl Drop for LogGuard {
 pub fn queue<W: Write + Send + 'static>(mut out: W) -> std::io::Result<(LogQueue, LogGuard)> {
     let shared = Arc::new(Shared::default());
     let for_writer = shared.clone();
+    let (finished_tx, finished) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("podgate-log".into())
         .spawn(move || {
+            let _finished = finished_tx;
             let shared = for_writer;
             let mut batch = Vec::new();
             loop {
@@ -170,6 +183,7 @@ pub fn queue<W: Write + Send + 'static>(mut out: W) -> std::io::Result<(LogQueue
         LogGuard {
             shared,
             thread: Some(thread),
+            finished,
         },
     ))
 }
@@ -296,5 +310,26 @@ mod tests {
         );
         drop(go); // unblocks the writer: every write returns at once
         drop(guard);
+    }
+
+    #[test]
+    fn exit_does_not_wait_for_a_stuck_stdout() {
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let (mut q, guard) = queue(Stalled(gate)).unwrap();
+        q.write_all(b"stuck\n").unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(guard);
+            let _ = done_tx.send(());
+        });
+        // The guard gives up after EXIT_FLUSH_WAIT; never in a test's lifetime
+        // if it waited for the write.
+        assert!(
+            done_rx
+                .recv_timeout(EXIT_FLUSH_WAIT + Duration::from_secs(10))
+                .is_ok(),
+            "dropping the guard hung on a stalled stdout"
+        );
+        drop(go);
     }
 }
