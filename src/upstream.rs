@@ -248,17 +248,23 @@ impl Shared {
 }
 
 async fn reap(pool: Weak<Shared>, period: Duration) {
+    // Connections are pushed in time order, so the first one expires first.
+    let mut next = tokio::time::Instant::now() + period;
     loop {
-        tokio::time::sleep(period).await;
+        tokio::time::sleep_until(next).await;
         let Some(s) = pool.upgrade() else { return };
         let mut list = s.lock_idle();
         let now = Instant::now();
         list.retain(|i| now.duration_since(i.since) < s.idle_timeout && !i.tx.is_closed());
-        if list.is_empty() {
+        let Some(first) = list.first() else {
             // Decided under the idle lock: a put after this sees `false`.
             *s.reaping.lock().unwrap_or_else(|e| e.into_inner()) = false;
             return;
-        }
+        };
+        let left = s
+            .idle_timeout
+            .saturating_sub(now.duration_since(first.since));
+        next = tokio::time::Instant::now() + left;
     }
 }
 
@@ -280,9 +286,12 @@ impl Return {
         if tx.is_ready() {
             pool.put(tx);
         } else if !tx.is_closed() {
+            let wait = pool.idle_timeout;
             let pool = self.pool;
             tokio::spawn(async move {
-                if tx.ready().await.is_ok() {
+                // An upload still going after the idle timeout is left to
+                // finish on its own; the connection is just not pooled.
+                if let Ok(Ok(())) = tokio::time::timeout(wait, tx.ready()).await {
                     if let Some(pool) = pool.upgrade() {
                         pool.put(tx);
                     }
@@ -319,8 +328,9 @@ impl HttpBody for UpstreamBody {
                     r.give_back();
                 }
             }
-            // hyper stops polling a body once it reports its end.
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => {
+            // hyper stops polling a body once it reports its end, and after
+            // trailers (which end a chunked body).
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || this.inner.is_end_stream() => {
                 if let Some(r) = this.back.take() {
                     r.give_back();
                 }

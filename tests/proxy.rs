@@ -843,3 +843,53 @@ async fn pool_reuses_app_connections_and_closes_idle_ones() {
     assert_eq!(c.get(pg.url("/again")).send().await.unwrap().status(), 200);
     assert_eq!(accepts.load(Ordering::SeqCst), 2);
 }
+
+/// A chunked response that ends in trailers also hands its app connection
+/// back for reuse (hyper stops reading such a body after the trailers).
+#[tokio::test]
+async fn connection_is_reused_after_a_response_with_trailers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let u2 = used.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let u2 = u2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut served = 0;
+                while read_request(&mut s, &mut buf).await.is_some() {
+                    if served == 0 {
+                        u2.fetch_add(1, Ordering::SeqCst);
+                    }
+                    served += 1;
+                    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n2\r\nok\r\n0\r\nx-sum: 1\r\n\r\n";
+                    if s.write_all(resp).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let pg = start_podgate(app, &[("POOL_IDLE_TIMEOUT", "30s")]).await;
+    for i in 0..3 {
+        let text = String::from_utf8_lossy(
+            &raw(
+                pg.addr,
+                format!(
+                    "GET /t{i} HTTP/1.1\r\nHost: h\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap(),
+        )
+        .into_owned();
+        assert_eq!(status_of(&text), 200, "{text}");
+        assert!(text.contains("ok"), "{text}");
+    }
+    assert_eq!(used.load(Ordering::SeqCst), 1, "one app connection reused");
+}
