@@ -11,6 +11,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -53,7 +54,7 @@ struct Shared {
     idle_timeout: Duration,
     max_idle: usize,
     /// True while a reaper task is scheduled to close expired connections.
-    reaping: Mutex<bool>,
+    reaping: AtomicBool,
 }
 
 /// The pool; cheap to clone.
@@ -76,14 +77,9 @@ impl Pool {
                 connect_timeout,
                 idle_timeout,
                 max_idle,
-                reaping: Mutex::new(false),
+                reaping: AtomicBool::new(false),
             }),
         }
-    }
-
-    /// Idle connections held now.
-    pub fn idle_count(&self) -> usize {
-        self.shared.lock_idle().len()
     }
 
     /// Sends `req` (origin-form target, Host set) on an idle connection, or a
@@ -230,20 +226,15 @@ impl Shared {
     /// comes to find them expired. One reaper at a time, and none while the
     /// pool is empty, so an idle pod wakes nothing.
     fn schedule_reaper(self: &Arc<Self>) {
-        {
-            let mut reaping = self.reaping.lock().unwrap_or_else(|e| e.into_inner());
-            if *reaping {
-                return;
-            }
-            *reaping = true;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            *self.reaping.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        if self.reaping.swap(true, Ordering::AcqRel) {
             return;
-        };
-        let weak = Arc::downgrade(self);
-        let period = self.idle_timeout;
-        rt.spawn(reap(weak, period));
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(reap(Arc::downgrade(self), self.idle_timeout));
+            }
+            Err(_) => self.reaping.store(false, Ordering::Release),
+        }
     }
 }
 
@@ -258,7 +249,7 @@ async fn reap(pool: Weak<Shared>, period: Duration) {
         list.retain(|i| now.duration_since(i.since) < s.idle_timeout && !i.tx.is_closed());
         let Some(first) = list.first() else {
             // Decided under the idle lock: a put after this sees `false`.
-            *s.reaping.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            s.reaping.store(false, Ordering::Release);
             return;
         };
         let left = s

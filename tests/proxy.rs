@@ -787,39 +787,8 @@ async fn reused_connection_dying_before_response_is_retried_only_when_safe() {
 /// it expired (an app with a 2 s keep-alive must never be the one to close).
 #[tokio::test]
 async fn pool_reuses_app_connections_and_closes_idle_ones() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = listener.local_addr().unwrap();
-    let accepts = Arc::new(AtomicUsize::new(0));
-    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let a2 = accepts.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let closed_tx = closed_tx.clone();
-            let a2 = a2.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut served = 0;
-                while read_request(&mut s, &mut buf).await.is_some() {
-                    if served == 0 {
-                        // Counted on its first request: readiness checks
-                        // connect and close without one.
-                        a2.fetch_add(1, Ordering::SeqCst);
-                    }
-                    served += 1;
-                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    if s.write_all(ok).await.is_err() {
-                        return;
-                    }
-                }
-                if served > 0 {
-                    let _ = closed_tx.send(Instant::now());
-                }
-            });
-        }
-    });
+    let (app, mut conns) =
+        spawn_keepalive_app(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
     let pg = start_podgate(app, &[("POOL_IDLE_TIMEOUT", "300ms")]).await;
     let c = client();
     for i in 0..5 {
@@ -829,11 +798,11 @@ async fn pool_reuses_app_connections_and_closes_idle_ones() {
     }
     let last_used = Instant::now();
     assert_eq!(
-        accepts.load(Ordering::SeqCst),
+        conns.used.load(Ordering::SeqCst),
         1,
         "one app connection reused"
     );
-    let closed_at = within(WAIT, closed_rx.recv()).await.unwrap();
+    let closed_at = within(WAIT, conns.closed.recv()).await.unwrap();
     let idle = closed_at.duration_since(last_used);
     assert!(
         idle >= Duration::from_millis(300),
@@ -841,39 +810,17 @@ async fn pool_reuses_app_connections_and_closes_idle_ones() {
     );
     // The next request gets a new connection and is answered.
     assert_eq!(c.get(pg.url("/again")).send().await.unwrap().status(), 200);
-    assert_eq!(accepts.load(Ordering::SeqCst), 2);
+    assert_eq!(conns.used.load(Ordering::SeqCst), 2);
 }
 
 /// A chunked response that ends in trailers also hands its app connection
 /// back for reuse (hyper stops reading such a body after the trailers).
 #[tokio::test]
 async fn connection_is_reused_after_a_response_with_trailers() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = listener.local_addr().unwrap();
-    let used = Arc::new(AtomicUsize::new(0));
-    let u2 = used.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let u2 = u2.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut served = 0;
-                while read_request(&mut s, &mut buf).await.is_some() {
-                    if served == 0 {
-                        u2.fetch_add(1, Ordering::SeqCst);
-                    }
-                    served += 1;
-                    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n2\r\nok\r\n0\r\nx-sum: 1\r\n\r\n";
-                    if s.write_all(resp).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let (app, conns) = spawn_keepalive_app(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n2\r\nok\r\n0\r\nx-sum: 1\r\n\r\n",
+    )
+    .await;
     let pg = start_podgate(app, &[("POOL_IDLE_TIMEOUT", "30s")]).await;
     for i in 0..3 {
         let text = String::from_utf8_lossy(
@@ -891,5 +838,9 @@ async fn connection_is_reused_after_a_response_with_trailers() {
         assert_eq!(status_of(&text), 200, "{text}");
         assert!(text.contains("ok"), "{text}");
     }
-    assert_eq!(used.load(Ordering::SeqCst), 1, "one app connection reused");
+    assert_eq!(
+        conns.used.load(Ordering::SeqCst),
+        1,
+        "one app connection reused"
+    );
 }

@@ -130,6 +130,51 @@ pub struct Received {
     pub complete: bool,
 }
 
+/// What a [`spawn_keepalive_app`] reports about its connections.
+pub struct ConnCounts {
+    /// Connections that carried at least one request (readiness checks
+    /// connect and close without one, and are not counted).
+    pub used: Arc<std::sync::atomic::AtomicUsize>,
+    /// When each such connection was closed by its peer.
+    pub closed: tokio::sync::mpsc::UnboundedReceiver<std::time::Instant>,
+}
+
+/// A raw keep-alive TCP app that answers every request on a connection with
+/// `response`, and counts the connections podgate used.
+pub async fn spawn_keepalive_app(response: &'static [u8]) -> (SocketAddr, ConnCounts) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let used = Arc::new(AtomicUsize::new(0));
+    let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+    let used2 = used.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let (used, closed_tx) = (used2.clone(), closed_tx.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut served = 0;
+                while read_request(&mut s, &mut buf).await.is_some() {
+                    if served == 0 {
+                        used.fetch_add(1, Ordering::SeqCst);
+                    }
+                    served += 1;
+                    if s.write_all(response).await.is_err() {
+                        return;
+                    }
+                }
+                if served > 0 {
+                    let _ = closed_tx.send(std::time::Instant::now());
+                }
+            });
+        }
+    });
+    (addr, ConnCounts { used, closed })
+}
+
 /// A raw TCP app: records every request it receives and answers each with
 /// `response` bytes (written as given), then closes if `close` is set.
 pub async fn spawn_raw_app(
