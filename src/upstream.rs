@@ -1,19 +1,28 @@
 //! Keep-alive connections to the app: one address, HTTP/1.1 only, so the pool
-//! is a stack of idle hyper senders rather than hyper-util's general client.
+//! is a stack of idle hyper connections rather than hyper-util's general
+//! client.
 //!
 //! The general client hashes a (scheme, authority) key byte by byte with
 //! SipHash on every checkout and return, races a checkout against a lazy
 //! connect, and spawns a task per request to wait for the connection to be
 //! reusable. For the one-upstream sidecar case that was 12 % of podgate's
-//! instructions per request (callgrind, GET 1 KiB). Here a connection goes
-//! back to the pool when its response body ends, from the task that read it.
+//! instructions per request (callgrind, GET 1 KiB).
+//!
+//! A connection has no task of its own either: hyper's connection future is
+//! polled by whoever is using the connection (the request's future while the
+//! head is exchanged, the response body while it is read), so a request goes
+//! to the app and its answer comes back within the client connection's task,
+//! the way nginx handles both sockets in one event-loop callback. Only the
+//! rare cases that outlive the request get a task: a WebSocket tunnel, and an
+//! upload still being sent after the app has answered.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,8 +51,87 @@ pub enum SendError {
     },
 }
 
-struct Idle {
+/// hyper's connection state machine (reads, writes, framing), as a future
+/// that ends when the connection does.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// One connection to the app: the handle requests are sent through, and the
+/// state machine that does the I/O when polled.
+struct Conn {
     tx: SendRequest<Body>,
+    /// `None` once the connection has ended.
+    driver: Option<Driver>,
+}
+
+impl Conn {
+    /// Lets the connection do whatever I/O it can; registers `cx` for the
+    /// rest. False once the connection has ended; it is dropped then, so a
+    /// request still waiting on it gets its error.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(driver) = self.driver.as_mut() else {
+            return false;
+        };
+        match driver.as_mut().poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(r) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection to the app ended with an error");
+                }
+                self.driver = None;
+                false
+            }
+        }
+    }
+
+    /// One poll that asks to be woken by nothing: for bookkeeping steps
+    /// (finishing a message, noticing that the app closed an idle
+    /// connection) after which the caller decides without waiting.
+    fn drive_now(&mut self) -> bool {
+        match poll_quiet(Pin::new(&mut std::future::poll_fn(|cx| {
+            Poll::Ready(self.drive(cx))
+        }))) {
+            Poll::Ready(alive) => alive,
+            Poll::Pending => true,
+        }
+    }
+
+    /// Usable for a new request right now.
+    fn is_ready(&mut self) -> bool {
+        self.drive_now() && self.tx.is_ready()
+    }
+
+    /// Sends one request and polls the connection until its response head
+    /// is in.
+    async fn exchange(
+        &mut self,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>> {
+        let mut answer = std::pin::pin!(self.tx.try_send_request(req));
+        std::future::poll_fn(|cx| {
+            // An ended connection is dropped by `drive`, which hands a
+            // request it still held its error (and the request itself, if
+            // it was never written).
+            self.drive(cx);
+            // The answer only moves when the driver (polled just above, by
+            // this task) moves it, so it needs no waker of its own: a real
+            // one would have the driver wake this very task once per request.
+            poll_quiet(answer.as_mut())
+        })
+        .await
+    }
+}
+
+/// Polls `f` once with a waker that does nothing, for a future that only
+/// changes when this task itself does something. Outside tokio's cooperative
+/// budget, which would otherwise answer "pending" and wake that no-op waker
+/// instead of doing the work.
+fn poll_quiet<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(Waker::noop());
+    Pin::new(&mut tokio::task::unconstrained(f)).poll(&mut cx)
+}
+
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
@@ -87,12 +175,12 @@ impl Pool {
     /// it is moved to another: it was never sent.
     pub async fn send(&self, mut req: Request<Body>) -> Result<Response<UpstreamBody>, SendError> {
         loop {
-            let (mut tx, reused) = match self.checkout().await {
-                Some(tx) => (tx, true),
+            let (mut conn, reused) = match self.checkout() {
+                Some(conn) => (conn, true),
                 None => (self.connect().await?, false),
             };
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok(self.attach(tx, resp)),
+            match conn.exchange(req).await {
+                Ok(resp) => return Ok(self.attach(conn, resp)),
                 Err(mut e) => match e.take_message() {
                     Some(back) if reused => req = back,
                     _ => {
@@ -108,7 +196,7 @@ impl Pool {
 
     /// The most recently used idle connection that is still open, ready for
     /// a request. Expired ones met on the way are closed.
-    async fn checkout(&self) -> Option<SendRequest<Body>> {
+    fn checkout(&self) -> Option<Conn> {
         loop {
             let idle = {
                 let mut list = self.shared.lock_idle();
@@ -122,19 +210,15 @@ impl Pool {
                 list.drain(..expired);
                 list.pop()
             }?;
-            let mut tx = idle.tx;
-            if tx.is_closed() {
-                continue;
-            }
-            // Usually ready at once; otherwise the connection is finishing
-            // the previous exchange and says so within a poll or two.
-            if tx.ready().await.is_ok() {
-                return Some(tx);
+            let mut conn = idle.conn;
+            // Also reads an EOF the app sent while the connection was idle.
+            if conn.is_ready() {
+                return Some(conn);
             }
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         let s = &self.shared;
         let stream = tokio::time::timeout(s.connect_timeout, TcpStream::connect(s.addr))
             .await
@@ -155,12 +239,10 @@ impl Pool {
                 error,
                 reused: false,
             })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "connection to the app ended with an error");
-            }
-        });
-        Ok(tx)
+        Ok(Conn {
+            tx,
+            driver: Some(Box::pin(conn.with_upgrades())),
+        })
     }
 
     /// Sends `req` on a new connection, never an idle one: the retry after
@@ -169,34 +251,42 @@ impl Pool {
         &self,
         req: Request<Body>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let mut tx = self.connect().await?;
-        match tx.send_request(req).await {
-            Ok(resp) => Ok(self.attach(tx, resp)),
-            Err(error) => Err(SendError::Request {
-                error,
+        let mut conn = self.connect().await?;
+        match conn.exchange(req).await {
+            Ok(resp) => Ok(self.attach(conn, resp)),
+            Err(e) => Err(SendError::Request {
+                error: e.into_error(),
                 reused: false,
             }),
         }
     }
 
-    /// Wraps the response body so the connection returns to the pool when
-    /// the body has been read to its end.
-    fn attach(&self, tx: SendRequest<Body>, resp: Response<Incoming>) -> Response<UpstreamBody> {
+    /// Wraps the response body so that reading it drives the connection,
+    /// which returns to the pool when the body has been read to its end.
+    fn attach(&self, mut conn: Conn, resp: Response<Incoming>) -> Response<UpstreamBody> {
         let (parts, inner) = resp.into_parts();
         if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
-            // The connection now belongs to the tunnel.
-            return Response::from_parts(parts, UpstreamBody { inner, back: None });
+            // The connection now belongs to the tunnel; hyper hands the
+            // socket over from inside the driver, which needs a task for it.
+            if let Some(driver) = conn.driver.take() {
+                tokio::spawn(async move {
+                    if let Err(e) = driver.await {
+                        tracing::debug!(error = %e, "connection to the app ended with an error");
+                    }
+                });
+            }
+            return Response::from_parts(parts, UpstreamBody::new(inner, None));
         }
         let back = Return {
             pool: Arc::downgrade(&self.shared),
-            tx,
+            conn,
         };
         if inner.is_end_stream() {
             back.give_back();
-            return Response::from_parts(parts, UpstreamBody { inner, back: None });
+            return Response::from_parts(parts, UpstreamBody::new(inner, None));
         }
         let back = Some(back);
-        Response::from_parts(parts, UpstreamBody { inner, back })
+        Response::from_parts(parts, UpstreamBody::new(inner, back))
     }
 }
 
@@ -205,8 +295,8 @@ impl Shared {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn put(self: &Arc<Self>, tx: SendRequest<Body>) {
-        if tx.is_closed() || self.idle_timeout.is_zero() {
+    fn put(self: &Arc<Self>, conn: Conn) {
+        if self.idle_timeout.is_zero() {
             return;
         }
         {
@@ -215,7 +305,7 @@ impl Shared {
                 return;
             }
             list.push(Idle {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -246,7 +336,8 @@ async fn reap(pool: Weak<Shared>, period: Duration) {
         let Some(s) = pool.upgrade() else { return };
         let mut list = s.lock_idle();
         let now = Instant::now();
-        list.retain(|i| now.duration_since(i.since) < s.idle_timeout && !i.tx.is_closed());
+        // Polling an idle connection also closes one the app has closed.
+        list.retain_mut(|i| now.duration_since(i.since) < s.idle_timeout && i.conn.is_ready());
         let Some(first) = list.first() else {
             // Decided under the idle lock: a put after this sees `false`.
             s.reaping.store(false, Ordering::Release);
@@ -262,29 +353,36 @@ async fn reap(pool: Weak<Shared>, period: Duration) {
 /// A checked-out connection on its way back to the pool.
 struct Return {
     pool: Weak<Shared>,
-    tx: SendRequest<Body>,
+    conn: Conn,
 }
 
 impl Return {
     /// Pools the connection once it can take a request. Usually it can at
-    /// once; a request body still being sent after the response ended (an app
-    /// that answered early) is waited for off the request path.
+    /// once (hyper finishes the exchange in one poll); a request body still
+    /// being sent after the response ended (an app that answered early) is
+    /// finished by a task of its own, off the request path.
     fn give_back(self) {
         let Some(pool) = self.pool.upgrade() else {
             return;
         };
-        let mut tx = self.tx;
-        if tx.is_ready() {
-            pool.put(tx);
-        } else if !tx.is_closed() {
+        let mut conn = self.conn;
+        if conn.is_ready() {
+            pool.put(conn);
+        } else if conn.driver.is_some() && !conn.tx.is_closed() {
             let wait = pool.idle_timeout;
             let pool = self.pool;
             tokio::spawn(async move {
-                // An upload still going after the idle timeout is left to
-                // finish on its own; the connection is just not pooled.
-                if let Ok(Ok(())) = tokio::time::timeout(wait, tx.ready()).await {
+                let ready = std::future::poll_fn(|cx| {
+                    if !conn.drive(cx) {
+                        return Poll::Ready(false);
+                    }
+                    conn.tx.poll_ready(cx).map(|r| r.is_ok())
+                });
+                // An upload still going after the idle timeout is cut off:
+                // the connection is closed, not pooled.
+                if let Ok(true) = tokio::time::timeout(wait, ready).await {
                     if let Some(pool) = pool.upgrade() {
-                        pool.put(tx);
+                        pool.put(conn);
                     }
                 }
             });
@@ -293,13 +391,25 @@ impl Return {
 }
 
 pin_project_lite::pin_project! {
-    /// The app's response body; hands the connection back at its end. If it
-    /// is dropped before its end, the sender goes with it and hyper closes
-    /// that connection.
+    /// The app's response body. Reading it drives the connection; at its
+    /// end the connection goes back to the pool. Dropped before its end, it
+    /// closes the connection.
     pub struct UpstreamBody {
         #[pin]
         inner: Incoming,
         back: Option<Return>,
+        // An error held back for one poll, see `poll_frame`.
+        failed: Option<hyper::Error>,
+    }
+}
+
+impl UpstreamBody {
+    fn new(inner: Incoming, back: Option<Return>) -> Self {
+        Self {
+            inner,
+            back,
+            failed: None,
+        }
     }
 }
 
@@ -312,7 +422,26 @@ impl HttpBody for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        let polled = match this.back.as_mut() {
+            // The body is filled by the driver, which only runs when polled
+            // here: look at what it has delivered, let it read more (waking
+            // this task when the socket has more), look again. The channel
+            // itself needs no waker.
+            Some(back) => {
+                let mut quiet = Context::from_waker(Waker::noop());
+                match this.inner.as_mut().poll_frame(&mut quiet) {
+                    Poll::Pending => {
+                        back.conn.drive(cx);
+                        this.inner.as_mut().poll_frame(&mut quiet)
+                    }
+                    ready => ready,
+                }
+            }
+            None => this.inner.as_mut().poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(None) => {
                 if let Some(r) = this.back.take() {
@@ -328,6 +457,16 @@ impl HttpBody for UpstreamBody {
             }
             Poll::Ready(Some(Err(_))) => {
                 this.back.take();
+                // The app failed mid-body, often in the same read as the
+                // last bytes it did send. hyper drops a connection whose
+                // body fails without flushing what it has buffered, so the
+                // error waits one poll: the client gets the head and the
+                // bytes so far (a visibly short body), then the close.
+                if let Poll::Ready(Some(Err(e))) = polled {
+                    *this.failed = Some(e);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
             }
             _ => {}
         }

@@ -135,8 +135,9 @@ pub struct ConnCounts {
     /// Connections that carried at least one request (readiness checks
     /// connect and close without one, and are not counted).
     pub used: Arc<std::sync::atomic::AtomicUsize>,
-    /// When each such connection was closed by its peer.
-    pub closed: tokio::sync::mpsc::UnboundedReceiver<std::time::Instant>,
+    /// For each such connection closed by its peer: how long it had been
+    /// idle since the app wrote its last response.
+    pub closed: tokio::sync::mpsc::UnboundedReceiver<Duration>,
 }
 
 /// A raw keep-alive TCP app that answers every request on a connection with
@@ -156,18 +157,18 @@ pub async fn spawn_keepalive_app(response: &'static [u8]) -> (SocketAddr, ConnCo
             let (used, closed_tx) = (used2.clone(), closed_tx.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut served = 0;
+                let mut last_answer = None;
                 while read_request(&mut s, &mut buf).await.is_some() {
-                    if served == 0 {
+                    if last_answer.is_none() {
                         used.fetch_add(1, Ordering::SeqCst);
                     }
-                    served += 1;
                     if s.write_all(response).await.is_err() {
                         return;
                     }
+                    last_answer = Some(std::time::Instant::now());
                 }
-                if served > 0 {
-                    let _ = closed_tx.send(std::time::Instant::now());
+                if let Some(at) = last_answer {
+                    let _ = closed_tx.send(at.elapsed());
                 }
             });
         }
