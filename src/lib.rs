@@ -9,6 +9,8 @@
 
 pub mod access_log;
 pub mod admin;
+#[cfg(target_env = "musl")]
+pub mod alloc;
 pub mod app_limit;
 pub mod body;
 pub mod buffer;

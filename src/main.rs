@@ -10,7 +10,7 @@ use podgate::config::Config;
 
 #[cfg(target_env = "musl")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: podgate::alloc::Mimalloc = podgate::alloc::Mimalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
