@@ -195,7 +195,9 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
             Some(r) if is_retryable(&e) => {
                 tracing::debug!(error = %e, "pooled connection to app failed before any response; retrying on a fresh one");
                 inner.metrics.upstream_retry();
-                match tokio::time::timeout(inner.upstream_timeout, send_fresh(inner, r)).await {
+                // Boxed, like any rare path: it would size every request's future.
+                let retry = Box::pin(send_fresh(inner, r));
+                match tokio::time::timeout(inner.upstream_timeout, retry).await {
                     Err(_) => return Err(ProxyError::ResponseTimeout),
                     Ok(Ok(resp)) => resp,
                     Ok(Err(e)) => return Err(classify_send_error(e, inner.health.seen())),

@@ -177,7 +177,9 @@ impl Pool {
         loop {
             let (mut conn, reused) = match self.checkout() {
                 Some(conn) => (conn, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting is the rare path, and its future (the
+                // handshake's) would otherwise make every request's larger.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match conn.exchange(req).await {
                 Ok(resp) => return Ok(self.attach(conn, resp)),
@@ -210,10 +212,11 @@ impl Pool {
                 list.drain(..expired);
                 list.pop()
             }?;
-            let mut conn = idle.conn;
-            // Also reads an EOF the app sent while the connection was idle.
-            if conn.is_ready() {
-                return Some(conn);
+            // Ready when it was pooled, and nothing has polled it since. If
+            // the app has closed it meanwhile, the exchange finds out before
+            // writing and hands the request back for another connection.
+            if idle.conn.tx.is_ready() {
+                return Some(idle.conn);
             }
         }
     }
