@@ -258,11 +258,19 @@ impl Drop for Done {
             error: self.error,
             completed: self.complete || self.expected == Some(self.bytes_out),
         };
-        let text = match format {
-            LogFormat::Json => line.json(std::time::SystemTime::now()),
-            LogFormat::Text => line.text(std::time::SystemTime::now()),
-        };
-        crate::telemetry::write_access_line(text.as_bytes());
+        // One buffer per thread, reused: no allocation per line.
+        thread_local! {
+            static TEXT: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+        }
+        TEXT.with_borrow_mut(|text| {
+            text.clear();
+            let now = std::time::SystemTime::now();
+            match format {
+                LogFormat::Json => line.write_json(now, text),
+                LogFormat::Text => line.write_text(now, text),
+            }
+            crate::telemetry::write_access_line(text.as_bytes());
+        });
     }
 }
 
@@ -327,78 +335,89 @@ impl Line<'_> {
     /// the same shape as podgate's other JSON log lines.
     pub fn json(&self, now: std::time::SystemTime) -> String {
         let mut l = String::with_capacity(320);
+        self.write_json(now, &mut l);
+        l
+    }
+
+    /// [`Line::json`], appended to `l`.
+    pub fn write_json(&self, now: std::time::SystemTime, l: &mut String) {
         l.push_str("{\"timestamp\":\"");
-        push_timestamp(&mut l, now);
+        push_timestamp(l, now);
         l.push_str("\",\"level\":\"INFO\",\"target\":\"podgate::access\"");
         if let Some(c) = self.client {
             l.push_str(",\"client\":\"");
-            push_ip(&mut l, c);
+            push_ip(l, c);
             l.push('"');
         }
         l.push_str(",\"method\":");
-        push_json_str(&mut l, self.method);
+        push_json_str(l, self.method);
         l.push_str(",\"path\":");
-        push_json_str(&mut l, self.path);
+        push_json_str(l, self.path);
         l.push_str(",\"proto\":\"");
         l.push_str(self.proto);
         l.push_str("\",\"status\":");
-        push_u64(&mut l, self.status as u64);
+        push_u64(l, self.status as u64);
         l.push_str(",\"request_bytes\":");
-        push_u64(&mut l, self.request_bytes);
+        push_u64(l, self.request_bytes);
         l.push_str(",\"response_bytes\":");
-        push_u64(&mut l, self.response_bytes);
+        push_u64(l, self.response_bytes);
         l.push_str(",\"duration_ms\":");
-        push_ms(&mut l, self.duration_us);
+        push_ms(l, self.duration_us);
         if let Some(u) = self.upstream_us {
             l.push_str(",\"upstream_ms\":");
-            push_ms(&mut l, u);
+            push_ms(l, u);
         }
         l.push_str(",\"user_agent\":");
-        push_json_str(&mut l, self.user_agent);
+        push_json_str(l, self.user_agent);
         l.push_str(",\"request_id\":");
-        push_json_str(&mut l, self.request_id);
+        push_json_str(l, self.request_id);
         if let Some(e) = self.error {
             l.push_str(",\"error\":");
-            push_json_str(&mut l, e);
+            push_json_str(l, e);
         }
         l.push_str(",\"completed\":");
         l.push_str(if self.completed { "true" } else { "false" });
         l.push_str("}\n");
-        l
     }
 
     /// The text form: timestamp, level, target, then `key=value` pairs with
     /// strings quoted as JSON strings.
     pub fn text(&self, now: std::time::SystemTime) -> String {
         let mut l = String::with_capacity(256);
-        push_timestamp(&mut l, now);
+        self.write_text(now, &mut l);
+        l
+    }
+
+    /// [`Line::text`], appended to `l`.
+    pub fn write_text(&self, now: std::time::SystemTime, l: &mut String) {
+        push_timestamp(l, now);
         l.push_str("  INFO podgate::access:");
         if let Some(c) = self.client {
             l.push_str(" client=");
-            push_ip(&mut l, c);
+            push_ip(l, c);
         }
         l.push_str(" method=");
         l.push_str(self.method);
         l.push_str(" path=");
-        push_json_str(&mut l, self.path);
+        push_json_str(l, self.path);
         l.push_str(" proto=");
         l.push_str(self.proto);
         l.push_str(" status=");
-        push_u64(&mut l, self.status as u64);
+        push_u64(l, self.status as u64);
         l.push_str(" request_bytes=");
-        push_u64(&mut l, self.request_bytes);
+        push_u64(l, self.request_bytes);
         l.push_str(" response_bytes=");
-        push_u64(&mut l, self.response_bytes);
+        push_u64(l, self.response_bytes);
         l.push_str(" duration_ms=");
-        push_ms(&mut l, self.duration_us);
+        push_ms(l, self.duration_us);
         if let Some(u) = self.upstream_us {
             l.push_str(" upstream_ms=");
-            push_ms(&mut l, u);
+            push_ms(l, u);
         }
         l.push_str(" user_agent=");
-        push_json_str(&mut l, self.user_agent);
+        push_json_str(l, self.user_agent);
         l.push_str(" request_id=");
-        push_json_str(&mut l, self.request_id);
+        push_json_str(l, self.request_id);
         if let Some(e) = self.error {
             l.push_str(" error=");
             l.push_str(e);
@@ -408,27 +427,14 @@ impl Line<'_> {
         } else {
             " completed=false\n"
         });
-        l
     }
 }
 
-fn push_u64(s: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for b in &buf[i..] {
-        s.push(*b as char);
-    }
+fn push_u64(s: &mut String, n: u64) {
+    s.push_str(itoa::Buffer::new().format(n));
 }
 
-/// Padded to `width` digits.
+/// Padded with zeros to `width` digits (at most 20), written in one piece.
 fn push_padded(s: &mut String, n: u64, width: usize) {
     let mut buf = [b'0'; 20];
     let mut m = n;
@@ -436,9 +442,8 @@ fn push_padded(s: &mut String, n: u64, width: usize) {
         buf[i] = b'0' + (m % 10) as u8;
         m /= 10;
     }
-    for b in &buf[..width] {
-        s.push(*b as char);
-    }
+    // ASCII digits only, so never the empty fallback.
+    s.push_str(std::str::from_utf8(&buf[..width]).unwrap_or(""));
 }
 
 /// Microseconds as milliseconds with three decimals, no float noise.
@@ -495,11 +500,30 @@ fn push_json_str(s: &mut String, v: &str) {
 }
 
 /// RFC 3339 UTC with microseconds, e.g. `2026-11-23T13:17:07.240704Z`.
+/// The part down to the second is formatted once per second per thread.
 fn push_timestamp(s: &mut String, now: std::time::SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
     let d = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = d.as_secs();
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        let mut p = String::with_capacity(19);
+        push_date_time(&mut p, secs);
+        prefix.copy_from_slice(&p.as_bytes()[..19]);
+        SECOND.set((secs, prefix));
+    }
+    s.push_str(std::str::from_utf8(&prefix).unwrap_or("1970-01-01T00:00:00"));
+    s.push('.');
+    push_padded(s, d.subsec_micros() as u64, 6);
+    s.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (19 bytes) for seconds since the Unix epoch.
+fn push_date_time(s: &mut String, secs: u64) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -511,7 +535,8 @@ fn push_timestamp(s: &mut String, now: std::time::SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    push_padded(s, year.max(0) as u64, 4);
+    // Four digits: years past 9999 would not fit the cached 19 bytes.
+    push_padded(s, year.clamp(0, 9999) as u64, 4);
     s.push('-');
     push_padded(s, month as u64, 2);
     s.push('-');
@@ -522,9 +547,6 @@ fn push_timestamp(s: &mut String, now: std::time::SystemTime) {
     push_padded(s, rem % 3600 / 60, 2);
     s.push(':');
     push_padded(s, rem % 60, 2);
-    s.push('.');
-    push_padded(s, d.subsec_micros() as u64, 6);
-    s.push('Z');
 }
 
 #[cfg(test)]
@@ -579,11 +601,15 @@ mod tests {
             4_102_444_799,
             1_795_958_227,
         ] {
-            let t = UNIX_EPOCH + Duration::from_secs(secs);
-            let mut s = String::new();
-            push_timestamp(&mut s, t);
-            let reference = humantime::format_rfc3339_micros(t).to_string();
-            assert_eq!(s, reference);
+            // Twice in the same second: the second one reuses the cached
+            // date and time.
+            for micros in [0, 999_999] {
+                let t = UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros);
+                let mut s = String::new();
+                push_timestamp(&mut s, t);
+                let reference = humantime::format_rfc3339_micros(t).to_string();
+                assert_eq!(s, reference);
+            }
         }
     }
 
