@@ -45,12 +45,18 @@ pin_project_lite::pin_project! {
     /// Fails a body that pauses longer than `limit` between frames. Unlike
     /// tower-http's `TimeoutBody`, it passes size hints through, which the
     /// retry logic and hyper's framing rely on.
+    ///
+    /// One timer per body, armed at the first pause and only moved when it
+    /// fires early: starting and cancelling a timer at every pause went
+    /// through tokio's timer wheel several times per upload.
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
         limit: std::time::Duration,
+        // When the current pause began; `None` while frames are flowing.
+        paused_at: Option<tokio::time::Instant>,
     }
 }
 
@@ -60,6 +66,7 @@ impl<B> IdleTimeout<B> {
             inner,
             sleep: None,
             limit,
+            paused_at: None,
         }
     }
 }
@@ -79,23 +86,27 @@ where
         use std::future::Future;
         use std::task::Poll;
         let mut this = self.project();
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(r) => {
-                this.sleep.set(None);
-                Poll::Ready(r.map(|r| r.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                if this.sleep.is_none() {
-                    this.sleep.set(Some(tokio::time::sleep(*this.limit)));
-                }
-                if let Some(s) = this.sleep.as_pin_mut() {
-                    if s.poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(Box::new(BodyStalled(*this.limit)))));
-                    }
-                }
-                Poll::Pending
-            }
+        if let Poll::Ready(r) = this.inner.poll_frame(cx) {
+            *this.paused_at = None;
+            return Poll::Ready(r.map(|r| r.map_err(Into::into)));
         }
+        let since = *this.paused_at.get_or_insert_with(tokio::time::Instant::now);
+        let deadline = since + *this.limit;
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        let Some(mut sleep) = this.sleep.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        // The timer may have been set for an earlier pause: it only counts
+        // once this pause has lasted `limit`.
+        while sleep.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(Some(Err(Box::new(BodyStalled(*this.limit)))));
+            }
+            sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
@@ -140,5 +151,58 @@ impl<B: http_body::Body<Data = Bytes>, G> http_body::Body for Guarded<B, G> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+
+    /// A body that sends one byte after each of `gaps`.
+    fn paced(gaps: Vec<Duration>) -> impl http_body::Body<Data = Bytes, Error = BoxError> {
+        let frames = futures_util::stream::unfold(gaps.into_iter(), |mut gaps| async move {
+            let gap = gaps.next()?;
+            tokio::time::sleep(gap).await;
+            Some((
+                Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"x"))),
+                gaps,
+            ))
+        });
+        StreamBody::new(frames)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_shorter_than_the_limit_never_fail_however_long_the_body() {
+        let limit = Duration::from_secs(10);
+        let body = IdleTimeout::new(paced(vec![Duration::from_secs(7); 6]), limit);
+        let started = tokio::time::Instant::now();
+        let got = body.collect().await.expect("no pause reached the limit");
+        assert_eq!(got.to_bytes().len(), 6);
+        assert!(started.elapsed() >= Duration::from_secs(42));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_of_the_limit_fails_counted_from_its_start() {
+        let limit = Duration::from_secs(10);
+        let gaps = vec![
+            Duration::from_secs(7),
+            Duration::from_secs(7),
+            Duration::from_secs(60),
+        ];
+        let mut body = std::pin::pin!(IdleTimeout::new(paced(gaps), limit));
+        for _ in 0..2 {
+            let f = body.frame().await.expect("a frame").expect("not stalled");
+            assert!(f.is_data());
+        }
+        let paused = tokio::time::Instant::now();
+        let err = body.frame().await.expect("an error").expect_err("stalled");
+        assert!(err.is::<BodyStalled>(), "{err}");
+        assert_eq!(paused.elapsed(), limit);
     }
 }
