@@ -224,7 +224,7 @@ def group_pids(pgid):
 
 def proc_snapshot(pgid):
     """CPU ticks, RSS, peak RSS and PSS summed over a process group."""
-    snap = {"pids": [], "cpu_ticks": 0, "rss_kb": 0, "hwm_kb": 0, "pss_kb": 0, "threads": 0, "fds": 0}
+    snap = {"pids": [], "cpu_ticks": 0, "sys_ticks": 0, "rss_kb": 0, "hwm_kb": 0, "pss_kb": 0, "threads": 0, "fds": 0}
     for pid in group_pids(pgid):
         try:
             with open("/proc/%d/stat" % pid) as f:
@@ -245,6 +245,7 @@ def proc_snapshot(pgid):
             continue
         snap["pids"].append(pid)
         snap["cpu_ticks"] += int(fields[11]) + int(fields[12])  # utime + stime
+        snap["sys_ticks"] += int(fields[12])
         for line in status.splitlines():
             k, _, v = line.partition(":")
             if k == "VmRSS":
@@ -596,6 +597,8 @@ def measure_one(rnd, sc, t, upstream, attempt):
                 "proxy_cpu_s": dt / CLK_TCK,
                 "proxy_cpu_pct": 100.0 * dt / CLK_TCK / (t1 - t0),
                 "proxy_cpu_us_per_req": dt / CLK_TCK * 1e6 / n if n else None,
+                # The kernel's share: the socket work every proxy pays alike.
+                "proxy_sys_us_per_req": (p1["sys_ticks"] - p0["sys_ticks"]) / CLK_TCK * 1e6 / n if n else None,
                 "proxy_hwm_kb": p1["hwm_kb"], "proxy_rss_kb": p1["rss_kb"], "proxy_pss_kb": p1["pss_kb"],
                 "proxy_threads": p1["threads"], "proxy_procs": len(p1["pids"]),
             })
@@ -865,8 +868,9 @@ def main():
                     if rec["valid"]:
                         log("    %.0f req/s  p50 %.3f ms  p99 %.3f ms%s  foreign %.0f%%" % (
                             rec["rps"], rec["p50_us"] / 1e3, rec["p99_us"] / 1e3,
-                            "  proxy %.1f µs/req %.0f%% CPU  HWM %.1f MiB" % (
-                                rec["proxy_cpu_us_per_req"], rec["proxy_cpu_pct"], rec["proxy_hwm_kb"] / 1024)
+                            "  proxy %.1f µs/req (%.1f kernel) %.0f%% CPU  HWM %.1f MiB" % (
+                                rec["proxy_cpu_us_per_req"], rec["proxy_sys_us_per_req"], rec["proxy_cpu_pct"],
+                                rec["proxy_hwm_kb"] / 1024)
                             if "proxy_cpu_us_per_req" in rec else "", rec["foreign_cpu_pct"]))
                         break
                     log("    INVALID: %s" % rec.get("why"))

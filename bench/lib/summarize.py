@@ -110,12 +110,13 @@ def summarize(path):
     tp = [sc for sc in scenarios if not sc.endswith("_c1")]
     if tp:
         w("## Throughput: 64 keep-alive connections\n")
-        w("CPU µs/req = proxy CPU time (user+sys, all its processes and threads) over the measured window ÷ requests. "
+        w("CPU µs/req = proxy CPU time (user+sys, all its processes and threads) over the measured window ÷ requests; "
+          "kernel µs/req is the part spent in system calls (the socket work), user µs/req the proxy's own code. "
           "Peak RSS = VmHWM summed over the proxy's processes (nginx: master + worker). "
           "With the proxy on its own CPU, ×direct ≈ 1.00 means the proxy kept up with what CPU %s could generate; "
           "compare CPU µs/req then.\n" % meta.get("loadgen_cpus", "0"))
-        w("| scenario | target | req/s | spread | ×direct | ×nginx | p50 ms | p99 ms | p99.9 ms | CPU µs/req | CPU ×nginx | proxy CPU % | peak RSS MiB | runs |")
-        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w("| scenario | target | req/s | spread | ×direct | ×nginx | p50 ms | p99 ms | p99.9 ms | CPU µs/req | CPU ×nginx | user µs/req | kernel µs/req | proxy CPU % | peak RSS MiB | runs |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for sc in tp:
             d, ng = c(sc, "direct"), c(sc, "nginx")
             for t in targets:
@@ -124,11 +125,14 @@ def summarize(path):
                     continue
                 rps = x.m("rps")
                 cpu = x.m("proxy_cpu_us_per_req")
-                w("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                ksys = x.m("proxy_sys_us_per_req")
+                user = cpu - ksys if cpu is not None and ksys is not None else None
+                w("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
                     SC_TITLES.get(sc, sc), t, x.flag, fmt(rps), spread(x.all("rps")),
                     ratio(rps, d.m("rps") if d else None), ratio(rps, ng.m("rps") if ng else None),
                     fmt(_ms(x.m("p50_us")), 2), fmt(_ms(x.m("p99_us")), 2), fmt(_ms(x.m("p999_us")), 2),
                     fmt(cpu, 1), ratio(cpu, ng.m("proxy_cpu_us_per_req") if ng and t != "direct" else None),
+                    fmt(user, 1), fmt(ksys, 1),
                     fmt(x.m("proxy_cpu_pct"), 0), fmt(_mib(x.m("proxy_hwm_kb")), 1), x.n))
         w("")
 
