@@ -339,8 +339,11 @@ async fn reap(pool: Weak<Shared>, period: Duration) {
         let Some(s) = pool.upgrade() else { return };
         let mut list = s.lock_idle();
         let now = Instant::now();
-        // Polling an idle connection also closes one the app has closed.
-        list.retain_mut(|i| now.duration_since(i.since) < s.idle_timeout && i.conn.is_ready());
+        // By age only: polling every idle connection here would hold the
+        // lock that requests check out under. One the app closed costs a
+        // file descriptor until it expires; checked out before then, it
+        // hands the request back unsent (see `checkout`).
+        list.retain(|i| now.duration_since(i.since) < s.idle_timeout && !i.conn.tx.is_closed());
         let Some(first) = list.first() else {
             // Decided under the idle lock: a put after this sees `false`.
             s.reaping.store(false, Ordering::Release);
