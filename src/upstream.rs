@@ -83,9 +83,10 @@ impl Conn {
         }
     }
 
-    /// One poll that asks to be woken by nothing: for bookkeeping steps
-    /// (finishing a message, noticing that the app closed an idle
-    /// connection) after which the caller decides without waiting.
+    /// One poll that asks to be woken by nothing: for the bookkeeping step
+    /// after a response (hyper finishing the exchange so the connection
+    /// can take another request), after which the caller decides without
+    /// waiting.
     fn drive_now(&mut self) -> bool {
         match poll_quiet(Pin::new(&mut std::future::poll_fn(|cx| {
             Poll::Ready(self.drive(cx))
