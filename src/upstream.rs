@@ -74,9 +74,7 @@ impl Conn {
         match driver.as_mut().poll(cx) {
             Poll::Pending => true,
             Poll::Ready(r) => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "connection to the app ended with an error");
-                }
+                log_end(r);
                 self.driver = None;
                 false
             }
@@ -119,6 +117,12 @@ impl Conn {
             poll_quiet(answer.as_mut())
         })
         .await
+    }
+}
+
+fn log_end(r: hyper::Result<()>) {
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "connection to the app ended with an error");
     }
 }
 
@@ -273,11 +277,7 @@ impl Pool {
             // The connection now belongs to the tunnel; hyper hands the
             // socket over from inside the driver, which needs a task for it.
             if let Some(driver) = conn.driver.take() {
-                tokio::spawn(async move {
-                    if let Err(e) = driver.await {
-                        tracing::debug!(error = %e, "connection to the app ended with an error");
-                    }
-                });
+                tokio::spawn(async move { log_end(driver.await) });
             }
             return Response::from_parts(parts, UpstreamBody::new(inner, None));
         }
