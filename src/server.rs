@@ -258,7 +258,7 @@ async fn handle<S, B>(
     b.preserve_header_case(true)
         .header_read_timeout(None)
         // Bounded like the client's; the head limit is max_header_size.
-        .max_buf_size((cfg.max_header_bytes + 8192).max(64 * 1024))
+        .max_buf_size((cfg.max_header_bytes + 8192).max(crate::body::READ_BUF_MAX))
         .max_header_size(cfg.max_header_bytes);
     if cfg.max_headers != 100 {
         b.max_headers(cfg.max_headers);

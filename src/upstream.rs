@@ -237,10 +237,7 @@ impl Pool {
         stream.set_nodelay(true).map_err(SendError::Connect)?;
         let (tx, conn) = http1::Builder::new()
             .preserve_header_case(true)
-            // Bounded read buffers: hyper grows them up to ~400 KiB per
-            // connection on large bodies, memory a sidecar pays per
-            // connection for no throughput gain past 64 KiB.
-            .max_buf_size(64 * 1024)
+            .max_buf_size(crate::body::READ_BUF_MAX)
             .handshake::<_, Body>(TokioIo::new(stream))
             .await
             .map_err(|error| SendError::Request {
