@@ -98,7 +98,7 @@ where
             } else {
                 None
             },
-            peer: req.extensions().get::<ConnInfo>().map(|c| c.peer.ip()),
+            peer: req.extensions().get::<Arc<ConnInfo>>().map(|c| c.peer.ip()),
             bytes_in: AtomicU64::new(0),
         });
         let req = req.map(|inner| Counted {

@@ -134,7 +134,24 @@ pub fn apply_forwarded(
     trusted: &[IpNet],
     host: Option<&HeaderValue>,
 ) -> IpAddr {
-    apply_forwarded_with(headers, peer, &ip_value(peer.ip), trusted, host)
+    let facts = PeerFacts {
+        value: &ip_value(peer.ip),
+        port: &port_value(peer.local_port),
+        trusted: is_trusted(peer.ip, trusted),
+    };
+    apply_forwarded_with(headers, peer, facts, trusted, host.cloned())
+}
+
+/// What [`apply_forwarded_with`] needs of the connection that does not
+/// change between its requests, so it is worked out once per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerFacts<'a> {
+    /// The peer address as a header value.
+    pub value: &'a HeaderValue,
+    /// The port podgate accepted the connection on, as a header value.
+    pub port: &'a HeaderValue,
+    /// The peer is one of the trusted proxies.
+    pub trusted: bool,
 }
 
 /// The address as a header value.
@@ -143,20 +160,19 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// [`apply_forwarded`] with the peer address already formatted (once per
-/// connection, not per request).
+/// [`apply_forwarded`] with the connection's facts already worked out (once
+/// per connection, not per request).
 pub fn apply_forwarded_with(
     headers: &mut HeaderMap,
     peer: Peer,
-    peer_value: &HeaderValue,
+    facts: PeerFacts<'_>,
     trusted: &[IpNet],
-    host: Option<&HeaderValue>,
+    host: Option<HeaderValue>,
 ) -> IpAddr {
     let proto = if peer.tls { "https" } else { "http" };
-    let peer_trusted = is_trusted(peer.ip, trusted);
-    let host = host.cloned();
+    let peer_value = facts.value;
     let client;
-    if peer_trusted {
+    if facts.trusted {
         // Which forwarding headers came in, in one pass over the names
         // rather than a hash lookup for each (absent is the common case).
         let (mut xff, mut fwd, mut xfp, mut xfh, mut xfport) = (false, false, false, false, false);
@@ -206,7 +222,7 @@ pub fn apply_forwarded_with(
             }
         }
         if !xfport {
-            headers.insert(X_FORWARDED_PORT.clone(), port_value(peer.local_port));
+            headers.insert(X_FORWARDED_PORT.clone(), facts.port.clone());
         }
     } else {
         client = peer.ip;
@@ -226,7 +242,7 @@ pub fn apply_forwarded_with(
         }
         headers.insert(X_FORWARDED_FOR.clone(), peer_value.clone());
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-        headers.insert(X_FORWARDED_PORT.clone(), port_value(peer.local_port));
+        headers.insert(X_FORWARDED_PORT.clone(), facts.port.clone());
         let mut fwd = format!("for={};proto={proto}", forwarded_node(peer.ip));
         if let Some(h) = host {
             // Only a value that cannot leave the quoted-string goes in.
@@ -294,7 +310,8 @@ fn parse_xff_entry(entry: &str) -> Option<IpAddr> {
     None
 }
 
-fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+/// Whether the address is in a trusted range (IPv4-mapped IPv6 as IPv4).
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
@@ -303,7 +320,7 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 }
 
 /// The common listening ports as static values; others are formatted.
-fn port_value(port: u16) -> HeaderValue {
+pub fn port_value(port: u16) -> HeaderValue {
     match port {
         80 => HeaderValue::from_static("80"),
         8080 => HeaderValue::from_static("8080"),

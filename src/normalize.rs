@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 
 use crate::body::Body;
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers::{self, Peer, UnderscorePolicy};
+use crate::headers::{self, Peer, PeerFacts, UnderscorePolicy};
 use crate::server::ConnInfo;
 
 /// Settings the normaliser needs, taken from [`crate::config::Config`].
@@ -95,7 +95,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let cfg = self.config.clone();
-        let conn = req.extensions().get::<ConnInfo>().cloned();
+        let conn = req.extensions().get::<Arc<ConnInfo>>().cloned();
         let peer_ip = conn
             .as_ref()
             .map(|c| c.peer.ip())
@@ -175,7 +175,7 @@ where
 fn prepare<B>(
     req: &mut Request<B>,
     cfg: &NormalizeConfig,
-    conn: Option<ConnInfo>,
+    conn: Option<Arc<ConnInfo>>,
     request_id: HeaderValue,
 ) -> Result<IpAddr, ProxyError> {
     if req.method() == Method::CONNECT {
@@ -229,16 +229,24 @@ fn prepare<B>(
     let client = match conn {
         Some(c) => {
             let host = req.headers().get(header::HOST).cloned();
+            let ip = c.peer.ip();
+            let facts = PeerFacts {
+                value: &c.peer_value,
+                port: &c.port_value,
+                trusted: *c
+                    .trusted
+                    .get_or_init(|| headers::is_trusted(ip, &cfg.trusted_proxies)),
+            };
             headers::apply_forwarded_with(
                 req.headers_mut(),
                 Peer {
-                    ip: c.peer.ip(),
+                    ip,
                     local_port: c.local.port(),
                     tls: false,
                 },
-                &c.peer_value,
+                facts,
                 &cfg.trusted_proxies,
-                host.as_ref(),
+                host,
             )
         }
         None => IpAddr::from([127, 0, 0, 1]),

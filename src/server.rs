@@ -48,13 +48,20 @@ use tower::{Service, ServiceExt};
 use crate::body::BoxError;
 use crate::metrics::Metrics;
 
-/// Facts about the client connection, put on every request.
-#[derive(Debug, Clone)]
+/// Facts about the client connection, put on every request (shared, as
+/// `Arc<ConnInfo>`). What the forwarding headers need is worked out once per
+/// connection.
+#[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    /// The peer address as a header value, formatted once per connection.
+    /// The peer address as a header value.
     pub peer_value: http::HeaderValue,
+    /// The local port as a header value.
+    pub port_value: http::HeaderValue,
+    /// Whether the peer is a trusted proxy; set by the first request, since
+    /// the trusted ranges are the header layer's configuration.
+    pub trusted: std::sync::OnceLock<bool>,
 }
 
 impl ConnInfo {
@@ -63,6 +70,8 @@ impl ConnInfo {
             peer,
             local,
             peer_value: crate::headers::ip_value(peer.ip()),
+            port_value: crate::headers::port_value(local.port()),
+            trusted: std::sync::OnceLock::new(),
         }
     }
 }
@@ -127,7 +136,14 @@ pub async fn serve<S, B>(
         );
         tracker.spawn(async move {
             metrics.connection_opened();
-            handle(stream, ConnInfo::new(peer, local), svc, &cfg, close).await;
+            handle(
+                stream,
+                Arc::new(ConnInfo::new(peer, local)),
+                svc,
+                &cfg,
+                close,
+            )
+            .await;
             metrics.connection_closed();
             drop(permit);
         });
@@ -207,7 +223,7 @@ async fn sniff(stream: &TcpStream, cfg: &ServerConfig, close: &CancellationToken
 
 async fn handle<S, B>(
     stream: TcpStream,
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
     svc: S,
     cfg: &ServerConfig,
     close: CancellationToken,
@@ -410,7 +426,7 @@ where
 /// connection's facts and keeps the watchdog informed.
 struct ConnService<S> {
     inner: S,
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
     activity: Arc<Activity>,
 }
 
