@@ -28,9 +28,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body as HttpBody;
@@ -377,38 +378,58 @@ where
     W: Future<Output = Verdict>,
 {
     tokio::pin!(watchdog);
+    let cancelled = close.cancelled();
+    tokio::pin!(cancelled);
+    // While a connection waits for its first request during shutdown.
+    let mut recheck: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let side = Arc::new(SideWake {
+        woken: AtomicBool::new(true),
+        task: AtomicWaker::new(),
+    });
+    let side_waker = Waker::from(side.clone());
     let mut closing_since: Option<Instant> = None;
     let mut shut = false;
     let mut parking = false;
-    loop {
-        let waiting_first = closing_since.is_some() && !shut;
-        tokio::select! {
-            // The connection first: what it has read decides the watchdog.
-            biased;
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                    return Ended::Closed;
-                }
-                return if parking { Ended::Parked } else { Ended::Closed };
+    std::future::poll_fn(|cx| loop {
+        // The connection first: what it has read decides the watchdog.
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "client connection ended with an error");
+                return Poll::Ready(Ended::Closed);
             }
-            v = watchdog.as_mut(), if !parking => match v {
-                Verdict::Close(why) => {
-                    tracing::debug!(reason = why, "closing client connection");
-                    return Ended::Closed;
+            return Poll::Ready(if parking {
+                Ended::Parked
+            } else {
+                Ended::Closed
+            });
+        }
+        side.task.register(cx.waker());
+        if !side.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let mut scx = Context::from_waker(&side_waker);
+        let mut changed = false;
+        if !parking {
+            if let Poll::Ready(v) = watchdog.as_mut().poll(&mut scx) {
+                match v {
+                    Verdict::Close(why) => {
+                        tracing::debug!(reason = why, "closing client connection");
+                        return Poll::Ready(Ended::Closed);
+                    }
+                    Verdict::Park => {
+                        // hyper closes an idle connection at once; the socket
+                        // itself is kept (see `ActivityIo::poll_shutdown`).
+                        parking = true;
+                        activity.parking.store(true, Ordering::Relaxed);
+                        shutdown(conn.as_mut());
+                        changed = true;
+                    }
                 }
-                Verdict::Park => {
-                    // hyper closes an idle connection at once; the socket
-                    // itself is kept (see `ActivityIo::poll_shutdown`).
-                    parking = true;
-                    activity.parking.store(true, Ordering::Relaxed);
-                    shutdown(conn.as_mut());
-                }
-            },
-            _ = close.cancelled(), if closing_since.is_none() => {
-                closing_since = Some(Instant::now());
             }
-            _ = tokio::time::sleep(Duration::from_millis(5)), if waiting_first => {}
+        }
+        if closing_since.is_none() && cancelled.as_mut().poll(&mut scx).is_ready() {
+            closing_since = Some(Instant::now());
+            changed = true;
         }
         if let (Some(since), false) = (closing_since, shut) {
             if activity.h2
@@ -417,8 +438,45 @@ where
             {
                 shut = true;
                 shutdown(conn.as_mut());
+                changed = true;
+            } else {
+                // Look again every 5 ms until the first request or the grace
+                // is over.
+                let tick = recheck
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(5))));
+                if tick.as_mut().poll(&mut scx).is_ready() {
+                    tick.as_mut()
+                        .reset(Instant::now() + Duration::from_millis(5));
+                    changed = true;
+                }
             }
         }
+        if !changed {
+            return Poll::Pending;
+        }
+        // Something moved: poll the connection and everything else again.
+        side.woken.store(true, Ordering::Release);
+    })
+    .await
+}
+
+/// Wakes a connection's task on behalf of its watchdog and the shutdown
+/// signal, and notes that it did, so that [`drive`] polls those only after
+/// such a wake-up rather than on every socket wake-up (polled each time,
+/// they cost about 2 % of the instructions per request).
+struct SideWake {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl std::task::Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
     }
 }
 
