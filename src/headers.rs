@@ -553,7 +553,44 @@ pub fn valid_host(v: &HeaderValue) -> bool {
     if b.is_empty() || b.len() > 255 || b.contains(&b'@') {
         return false;
     }
-    b.iter().all(|&c| HOST_BYTES[c as usize]) && http::uri::Authority::try_from(b).is_ok()
+    b.iter().all(|&c| HOST_BYTES[c as usize]) && authority_shape_ok(b)
+}
+
+/// The structure rules `http::uri::Authority` applies, for bytes already
+/// limited to [`HOST_BYTES`]: brackets once and paired, at most one colon
+/// after them (the port), no `%` outside them. `Authority::try_from` checks
+/// the same but copies the bytes into a new buffer first, an allocation per
+/// request; the unit tests hold the two to the same answers.
+fn authority_shape_ok(b: &[u8]) -> bool {
+    let (mut colons, mut open, mut close, mut percent) = (0u32, false, false, false);
+    for &c in b {
+        match c {
+            b'%' => percent = true,
+            b':' => {
+                if colons >= 8 {
+                    return false;
+                }
+                colons += 1;
+            }
+            b'[' => {
+                if percent || open {
+                    return false;
+                }
+                open = true;
+            }
+            b']' => {
+                if !open || close {
+                    return false;
+                }
+                close = true;
+                // Those were the IPv6 literal's.
+                colons = 0;
+                percent = false;
+            }
+            _ => {}
+        }
+    }
+    open == close && colons <= 1 && !percent
 }
 
 /// The bytes a Host may hold: unreserved, sub-delims, `:`, `[`, `]`, `%`.
@@ -800,7 +837,52 @@ mod tests {
         assert_eq!(check_framing(&map(&[("host", "[::1]:8080")]), true), Ok(()));
     }
 
+    /// The old check, as the reference for the allocation-free one.
+    fn valid_host_by_authority(b: &[u8]) -> bool {
+        !b.is_empty()
+            && b.len() <= 255
+            && !b.contains(&b'@')
+            && b.iter().all(|&c| HOST_BYTES[c as usize])
+            && http::uri::Authority::try_from(b).is_ok()
+    }
+
+    #[test]
+    fn host_shapes_match_http_authority() {
+        for h in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:18080",
+            "[::1]",
+            "[::1]:80",
+            "[fe80::1%25eth0]:80",
+            "a:b:c",
+            "[::1",
+            "::1]",
+            "[[::1]]",
+            "x%41",
+            "[::1]%",
+            "[1:2:3:4:5:6:7:8:9]",
+            "[1:2:3:4:5:6:7:8]:1",
+            "a]b",
+            ":",
+            "[]",
+            "%[::1]",
+        ] {
+            assert_eq!(
+                valid_host(&HeaderValue::from_static(h)),
+                valid_host_by_authority(h.as_bytes()),
+                "{h}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn host_check_agrees_with_http_authority(h in "[a-z0-9.:\\[\\]%@_-]{0,24}") {
+            let v = HeaderValue::from_str(&h).unwrap();
+            prop_assert_eq!(valid_host(&v), valid_host_by_authority(h.as_bytes()), "{}", h);
+        }
+
         #[test]
         fn normalising_twice_changes_nothing(
             pairs in proptest::collection::vec(("[a-z_-]{1,12}", "[ -~]{0,40}"), 0..12),
