@@ -470,14 +470,23 @@ fn push_ip(s: &mut String, ip: IpAddr) {
     }
 }
 
+/// Bytes a JSON string cannot hold as they are: controls, `"`, `\`, DEL.
+/// A table, since every line runs several strings through it.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i < 0x20 || i == b'"' as usize || i == b'\\' as usize || i == 0x7f;
+        i += 1;
+    }
+    t
+};
+
 /// A JSON string literal: quotes, backslashes and control characters escaped.
 fn push_json_str(s: &mut String, v: &str) {
     s.push('"');
     // Paths, ids and user agents rarely need escaping: copy them whole.
-    if !v
-        .bytes()
-        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
-    {
+    if !v.bytes().any(|b| NEEDS_ESCAPE[b as usize]) {
         s.push_str(v);
         s.push('"');
         return;
