@@ -10,8 +10,9 @@
 # but the image build fails the script; the image build prints SKIP when
 # buildah cannot work on this machine.
 #
-# Runtime: dominated by the release musl build (fat LTO), about 2-3 minutes
-# on 2 cores with a cold target/, less when warm.
+# Runtime: dominated by the profile-guided release musl build (two fat-LTO
+# builds around a 20 s training run, scripts/pgo/build.sh), about 5-6
+# minutes on 2 cores with a cold target/, less when warm.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -321,8 +322,11 @@ fi
 # The Dockerfile must still build what this script builds.
 grep -qx "ARG TARGET=$TARGET" Dockerfile || fail "Dockerfile: expected 'ARG TARGET=$TARGET'"
 # shellcheck disable=SC2016 # the literal text ${TARGET} is what is searched for
-[ "$(grep -c 'cargo build --release --locked --target "${TARGET}"' Dockerfile)" = 2 ] \
-    || fail "Dockerfile: expected the dependency and the final step to run cargo build --release --locked --target \"\${TARGET}\""
+[ "$(grep -c 'bash scripts/pgo/build.sh "${TARGET}"' Dockerfile)" = 2 ] \
+    || fail "Dockerfile: expected the dependency and the final step to run bash scripts/pgo/build.sh \"\${TARGET}\""
+# The profile-guided build trains podgate under h2load, in front of a Python app.
+command -v h2load >/dev/null || apt_install nghttp2-client || fail "apt-get install nghttp2-client (h2load, for the profile-guided build)"
+command -v python3 >/dev/null || apt_install python3 || fail "apt-get install python3 (the profile-guided build's training app)"
 # The image build copies only Cargo.toml, Cargo.lock and src/ (see
 # .dockerignore): sources that include files from elsewhere break it.
 if grep -rnE '(include_str|include_bytes)!\s*\(\s*"\.\./' src >"$LOGDIR/include.log"; then
@@ -339,23 +343,28 @@ DEP_RUN=$(awk '/^# deploy-checks: dependency layer/ {f = 1; next}
 mkdir -p "$WORK/deps" target
 cp Cargo.toml Cargo.lock "$WORK/deps/"
 cp -r .cargo "$WORK/deps/"
+mkdir -p "$WORK/deps/scripts"
+cp -r scripts/pgo "$WORK/deps/scripts/"
 ln -s "$ROOT/target" "$WORK/deps/target"
 start=$SECONDS
 (cd "$WORK/deps" && export TARGET && quiet docker-deps sh -ec "${DEP_RUN#RUN }") \
     || fail "the Dockerfile's dependency layer fails (the RUN after '# deploy-checks: dependency layer')"
 ok "Dockerfile dependency layer builds with placeholder sources ($((SECONDS - start))s)"
 
-# 2. The real build, the Dockerfile's final command. It must compile podgate
-#    alone: anything else means the dependency layer would not be reused.
+# 2. The real build, the Dockerfile's final command. Its instrumented build
+#    must compile podgate alone: anything else means the dependency layer
+#    would not be reused. (The profile-using build after the training
+#    compiles everything: its flags name the new profile.)
 start=$SECONDS
-quiet build cargo build --release --locked --target "$TARGET" \
-    || fail "cargo build --release --locked --target $TARGET"
-recompiled=$(sed -n 's/^ *Compiling \([^ ]*\) .*/\1/p' "$LOGDIR/build.log" | grep -vx podgate || true)
+quiet build bash scripts/pgo/build.sh "$TARGET" \
+    || fail "bash scripts/pgo/build.sh $TARGET"
+recompiled=$(sed -n '/^pgo: instrumented build/,/^pgo: training/ s/^ *Compiling \([^ ]*\) .*/\1/p' "$LOGDIR/build.log" | grep -vx podgate || true)
 if [ -n "$recompiled" ]; then
-    fail "the real build recompiled dependencies the Dockerfile's dependency layer had built: $(echo "$recompiled" | tr '\n' ' ')"
+    fail "the instrumented build recompiled dependencies the Dockerfile's dependency layer had built: $(echo "$recompiled" | tr '\n' ' ')"
 fi
+grep -q '^pgo: built ' "$LOGDIR/build.log" || fail "scripts/pgo/build.sh did not report a build"
 BIN=target/$TARGET/release/podgate
-ok "cargo build --release --locked --target $TARGET ($((SECONDS - start))s, dependencies reused)"
+ok "profile-guided build, scripts/pgo/build.sh $TARGET ($((SECONDS - start))s, instrumented dependencies reused)"
 
 command -v file >/dev/null || apt_install file || fail "the 'file' command is missing and cannot be installed"
 file -b "$BIN" | grep -Eq 'statically linked|static-pie linked' \

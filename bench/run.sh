@@ -26,7 +26,9 @@
 #   BENCH_OUT [/tmp/podgate-bench.md]  BENCH_RAW_DIR [/tmp/podgate-bench-raw-<time>]
 #   PODGATE_BIN [target/x86_64-unknown-linux-musl/release/podgate]: the static build the image ships
 #   UPSTREAM_BIN [target/release/examples/bench_upstream]
-#   BUILD [1]: cargo build --release (podgate for musl, the bench_upstream example) first
+#   BUILD [1]: build first: podgate for musl with profile-guided optimisation
+#              (scripts/pgo/build.sh, as the image does) and the bench_upstream example
+#   PGO [1]: 0 = a plain `cargo build --release` of podgate instead
 #   INSTALL [1]: apt-get install wrk nginx-light haproxy when missing
 #   UPSTREAM_PORT [8000]  PODGATE_PORT [18080]  PODGATE_ADMIN_PORT [19901]
 #
@@ -60,6 +62,7 @@ command -v haproxy >/dev/null || need+=(haproxy)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
 [[ ${BUILD:-1} == 1 ]] && ! command -v musl-gcc >/dev/null && need+=(musl-tools)
+[[ ${BUILD:-1} == 1 && ${PGO:-1} == 1 ]] && ! command -v h2load >/dev/null && need+=(nghttp2-client)
 if ((${#need[@]})); then
   [[ ${INSTALL:-1} == 1 ]] || die "missing: ${need[*]} (INSTALL=0)"
   command -v apt-get >/dev/null || die "missing: ${need[*]}, and no apt-get to install them"
@@ -74,8 +77,15 @@ if [[ ${BUILD:-1} == 1 ]]; then
   if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx $MUSL; then
     rustup target add $MUSL >&2 || die "cannot add the $MUSL target (rustup target add $MUSL)"
   fi
-  log "building podgate (--target $MUSL) and the bench_upstream example (cargo build --release)"
-  cargo build --release --quiet --target $MUSL --bin podgate || die "build failed"
+  if [[ ${PGO:-1} == 1 ]]; then
+    log "building podgate (--target $MUSL, profile-guided: scripts/pgo/build.sh, ~5 min)"
+    bash scripts/pgo/build.sh $MUSL >"${TMPDIR:-/tmp}/podgate-bench-build.log" 2>&1 \
+      || { tail -n 20 "${TMPDIR:-/tmp}/podgate-bench-build.log" >&2; die "build failed"; }
+  else
+    log "building podgate (--target $MUSL, cargo build --release, no PGO)"
+    cargo build --release --quiet --target $MUSL --bin podgate || die "build failed"
+  fi
+  log "building the bench_upstream example (cargo build --release)"
   cargo build --release --quiet --example bench_upstream || die "build failed"
 fi
 [[ -x $PODGATE_BIN ]] || die "no podgate binary at $PODGATE_BIN"
