@@ -70,6 +70,7 @@ vars! {
     max_header_bytes => "MAX_HEADER_BYTES", "32k", "Largest request head (request line plus headers); larger gets 431 (nginx: large_client_header_buffers).";
     max_headers => "MAX_HEADERS", "100", "Most request header fields; more gets 431.";
     max_uri => "MAX_URI", "8k", "Longest request target (path and query); longer gets 414.";
+    h2_max_streams => "H2_MAX_STREAMS", "100", "Most concurrent requests (streams) one HTTP/2 client connection may have open; each can take an app connection, so this bounds what one client can hold (nginx: http2_max_concurrent_streams 128, Envoy: 100). With APP_CONCURRENCY, the app-wide bound.";
     hide_headers => "HIDE_HEADERS", "", "Response headers to remove, comma separated, e.g. `server,x-powered-by` (nginx: proxy_hide_header).";
     admin_listen => "ADMIN_LISTEN", "0.0.0.0:9901", "Address of the admin listener (/livez, /readyz, /metrics, /status); separate from the proxy port so it never shadows an app path.";
     app_health_path => "APP_HEALTH_PATH", "", "Empty: readiness checks the app with a TCP connect. A path such as /healthz: an HTTP GET that must answer 2xx or 3xx.";
@@ -77,7 +78,11 @@ vars! {
     app_check_timeout => "APP_CHECK_TIMEOUT", "1s", "Time allowed for one app check.";
     drain_delay => "DRAIN_DELAY", "5s", "On SIGTERM, keep serving this long with readiness off, so endpoints and the ingress stop sending first.";
     shutdown_timeout => "SHUTDOWN_TIMEOUT", "20s", "After the drain delay, how long in-flight requests and tunnels may take to finish before podgate exits. Keep DRAIN_DELAY + SHUTDOWN_TIMEOUT below terminationGracePeriodSeconds (30s by default).";
-    max_connections => "MAX_CONNECTIONS", "10000", "Most client connections open at once; further ones wait in the kernel's backlog.";
+    max_connections => "MAX_CONNECTIONS", "10000", "Most client connections open at once, tunnels (WebSocket) included until both sides close; further ones wait in the kernel's backlog.";
+    upgrade_protocols => "UPGRADE_PROTOCOLS", "websocket", "Upgrade protocols tunnelled to the app, comma separated, or `none`. Any other `Upgrade` (h2c among them) is removed and the request forwarded as a plain one; an app answering 101 to an upgrade not asked for gets the client a 502.";
+    tunnel_idle_timeout => "TUNNEL_IDLE_TIMEOUT", "5m", "A tunnel (WebSocket) with no byte either way for this long is closed, so tunnels to vanished peers do not pile up. Ten times a 30s ping interval: a live socket with a heartbeat never meets it (nginx: proxy_read_timeout, 60s, which closes quiet WebSockets).";
+    send_timeout => "SEND_TIMEOUT", "60s", "When no response byte could be written to a client for this long (it stopped reading), the response is aborted, its connection closed and the app connection freed (nginx: send_timeout, 60s).";
+    park_after => "PARK_AFTER", "1s", "An idle HTTP/1 keep-alive connection gives up its buffers after this (only the socket is kept until the client sends again), as nginx frees a keep-alive connection's buffers.";
     app_concurrency => "APP_CONCURRENCY", "0", "Most requests in flight to the app at once, e.g. the gunicorn worker count; 0 = no limit. Further requests queue.";
     app_queue => "APP_QUEUE", "100", "With APP_CONCURRENCY: most requests waiting for a slot; beyond it 503 with Retry-After at once.";
     app_queue_timeout => "APP_QUEUE_TIMEOUT", "5s", "With APP_CONCURRENCY: longest wait for a slot; past it 503 with Retry-After.";
@@ -89,6 +94,7 @@ vars! {
     compression => "COMPRESSION", "off", "Compress responses for clients that accept it: off, or a list of gzip and br (nginx: gzip on).";
     compression_min_size => "COMPRESSION_MIN_SIZE", "1k", "Responses smaller than this are not compressed.";
     buffer_requests => "BUFFER_REQUESTS", "off", "off, or a size such as 1m: request bodies up to it are read whole into memory before the app is contacted, so a slow upload never holds an app worker (nginx: proxy_request_buffering on).";
+    buffer_memory => "BUFFER_MEMORY", "64m", "With BUFFER_REQUESTS: memory all buffered bodies together may use. Past it a body is spooled to BUFFER_DIR, or refused with 503 and Retry-After when there is none.";
     buffer_dir => "BUFFER_DIR", "", "With BUFFER_REQUESTS: bodies above the memory size are spooled to a file in this directory first; empty = such bodies get 413.";
     log_format => "LOG_FORMAT", "json", "Log format on stdout: json or text.";
     log => "LOG", "info", "Filter for podgate's event log, a tracing EnvFilter directive such as `debug` or `podgate=debug,hyper=info`. Access lines are switched by ACCESS_LOG alone.";
@@ -152,6 +158,7 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_uri: usize,
+    pub h2_max_streams: u32,
     pub hide_headers: Vec<http::HeaderName>,
     pub admin_listen: SocketAddr,
     pub app_health_path: Option<String>,
@@ -160,6 +167,11 @@ pub struct Config {
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
     pub max_connections: usize,
+    /// Lowercase protocol names; empty = no tunnels.
+    pub upgrade_protocols: Vec<String>,
+    pub tunnel_idle_timeout: Duration,
+    pub send_timeout: Duration,
+    pub park_after: Duration,
     pub app_concurrency: usize,
     pub app_queue: usize,
     pub app_queue_timeout: Duration,
@@ -171,6 +183,7 @@ pub struct Config {
     pub compression: Compression,
     pub compression_min_size: u16,
     pub buffer_requests: Option<u64>,
+    pub buffer_memory: u64,
     pub buffer_dir: Option<std::path::PathBuf>,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -306,6 +319,9 @@ impl Config {
                 .filter(|n| (256..=65_534).contains(n))
                 .map(|n| n as usize)
         });
+        let h2_max_streams = p.parse("H2_MAX_STREAMS", "a whole number from 1 to 1000", |s| {
+            s.parse::<u32>().ok().filter(|n| (1..=1000).contains(n))
+        });
         let hide_headers = p.parse(
             "HIDE_HEADERS",
             "comma-separated header names such as server,x-powered-by",
@@ -348,6 +364,14 @@ impl Config {
                 .ok()
                 .filter(|n| (1..=1_000_000).contains(n))
         });
+        let upgrade_protocols = p.parse(
+            "UPGRADE_PROTOCOLS",
+            "none, or comma-separated protocol names such as websocket (h2c is never tunnelled)",
+            parse_upgrade_protocols,
+        );
+        let tunnel_idle_timeout = p.duration("TUNNEL_IDLE_TIMEOUT");
+        let send_timeout = p.duration("SEND_TIMEOUT");
+        let park_after = p.duration("PARK_AFTER");
         let app_concurrency = p.parse(
             "APP_CONCURRENCY",
             "a whole number from 0 (no limit) to 100000",
@@ -359,16 +383,13 @@ impl Config {
         let app_queue_timeout = p.duration("APP_QUEUE_TIMEOUT");
         let strip_prefix = p.parse(
             "STRIP_PREFIX",
-            "empty, or a path prefix starting with / and not ending with / such as /test01",
+            "empty, or a path prefix starting with / such as /test01 (or /test01/)",
             |s| {
+                // Both spellings mean the same prefix; kept without the slash.
+                let s = s.strip_suffix('/').unwrap_or(s);
                 if s.is_empty() {
                     Some(None)
-                } else if s.starts_with('/')
-                    && s.len() > 1
-                    && !s.ends_with('/')
-                    && http::uri::PathAndQuery::try_from(s).is_ok()
-                    && !s.contains('?')
-                {
+                } else if valid_prefix(s) {
                     Some(Some(s.to_string()))
                 } else {
                     None
@@ -385,13 +406,11 @@ impl Config {
         });
         let static_prefix = p.parse(
             "STATIC_PREFIX",
-            "a URL path starting and ending with / such as /static/",
+            "a URL path starting with / such as /static/ (or /static)",
             |s| {
-                (s.starts_with('/')
-                    && s.ends_with('/')
-                    && s.len() > 1
-                    && http::uri::PathAndQuery::try_from(s).is_ok())
-                .then(|| s.to_string())
+                // Both spellings mean the same prefix; kept with the slash.
+                let s = s.strip_suffix('/').unwrap_or(s);
+                valid_prefix(s).then(|| format!("{s}/"))
             },
         );
         let static_cache_control = p.parse(
@@ -426,6 +445,11 @@ impl Config {
                     parse_size(s).filter(|n| *n > 0 && *n <= 1 << 30).map(Some)
                 }
             },
+        );
+        let buffer_memory = p.parse(
+            "BUFFER_MEMORY",
+            "a size such as 64m (at least 64k, at most 64g)",
+            |s| parse_size(s).filter(|n| (64 << 10..=64 << 30).contains(n)),
         );
         let buffer_dir = p.parse(
             "BUFFER_DIR",
@@ -488,6 +512,7 @@ impl Config {
                 max_header_bytes: max_header_bytes?,
                 max_headers: max_headers?,
                 max_uri: max_uri?,
+                h2_max_streams: h2_max_streams?,
                 hide_headers: hide_headers?,
                 admin_listen: admin_listen?,
                 app_health_path: app_health_path?,
@@ -496,6 +521,10 @@ impl Config {
                 drain_delay: drain_delay?,
                 shutdown_timeout: shutdown_timeout?,
                 max_connections: max_connections?,
+                upgrade_protocols: upgrade_protocols?,
+                tunnel_idle_timeout: tunnel_idle_timeout?,
+                send_timeout: send_timeout?,
+                park_after: park_after?,
                 app_concurrency: app_concurrency?,
                 app_queue: app_queue?,
                 app_queue_timeout: app_queue_timeout?,
@@ -507,6 +536,7 @@ impl Config {
                 compression: compression?,
                 compression_min_size: compression_min_size?,
                 buffer_requests: buffer_requests?,
+                buffer_memory: buffer_memory?,
                 buffer_dir: buffer_dir?,
                 log_format: log_format?,
                 log_filter: log_filter?,
@@ -534,6 +564,17 @@ impl Config {
             effective,
         })
     }
+}
+
+/// A path prefix without its final slash: `/`, then a path with no query,
+/// no `//` and no dot segment, so it means one place.
+fn valid_prefix(s: &str) -> bool {
+    s.starts_with('/')
+        && s.len() > 1
+        && !s.contains(['?', '#'])
+        && !s.contains("//")
+        && !s.split('/').any(|seg| seg == "." || seg == "..")
+        && http::uri::PathAndQuery::try_from(s).is_ok()
 }
 
 /// Kubernetes injects `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT` and
@@ -644,6 +685,25 @@ fn parse_compression(s: &str) -> Option<Compression> {
         }
     }
     Some(c)
+}
+
+/// Upgrade protocol names (RFC 9110 §7.8 tokens, compared case-blind), or
+/// `none`. h2c is refused: RFC 9113 §3.1 retired that upgrade, and a tunnel
+/// of HTTP/2 frames would carry requests past every check podgate makes.
+fn parse_upgrade_protocols(s: &str) -> Option<Vec<String>> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("none") {
+        return Some(Vec::new());
+    }
+    s.split(',')
+        .map(|p| p.trim().to_ascii_lowercase())
+        .map(|p| {
+            let token = !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+            (token && p != "h2c").then_some(p)
+        })
+        .collect()
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
