@@ -31,12 +31,15 @@ pub const SPOOFABLE: &[&str] = &[
 ];
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Hop-by-hop headers that never cross a proxy (RFC 9110 §7.6.1), besides
 /// those named in `Connection`.
-fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
+fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
     [
         &header::CONNECTION,
+        // Part of the h2c upgrade (RFC 7540 §3.2.1), never tunnelled.
+        &HTTP2_SETTINGS,
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
         &header::TE,
@@ -62,6 +65,74 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// The `Upgrade` value to forward when the request asks for protocols in
+/// `allowed` (lowercase names): those protocols alone, in the client's
+/// order; `None` when none is allowed.
+pub fn allowed_upgrade(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderValue> {
+    let mut kept: Vec<&str> = Vec::new();
+    for v in headers.get_all(header::UPGRADE) {
+        let Ok(v) = v.to_str() else { continue };
+        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if upgrade_allowed(p, allowed) {
+                kept.push(p);
+            }
+        }
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
+}
+
+/// Whether one offered protocol (`name` or `name/version`) is allowed.
+fn upgrade_allowed(protocol: &str, allowed: &[String]) -> bool {
+    let name = protocol.split('/').next().unwrap_or(protocol);
+    allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(protocol) || a.eq_ignore_ascii_case(name))
+}
+
+/// Whether a 101's `Upgrade` names one of the protocols that were offered.
+pub fn upgrade_matches(offered: &HeaderValue, answered: Option<&HeaderValue>) -> bool {
+    let (Ok(offered), Some(Ok(answered))) = (offered.to_str(), answered.map(|a| a.to_str())) else {
+        return false;
+    };
+    let answered = answered.trim();
+    !answered.is_empty()
+        && offered.split(',').map(str::trim).any(|o| {
+            o.eq_ignore_ascii_case(answered)
+                || o.split('/')
+                    .next()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(answered))
+                || answered
+                    .split('/')
+                    .next()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(o))
+        })
+}
+
+/// Joins several `Cookie` fields into one, `; ` apart (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut all = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (all.next(), all.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+/// A `Host` value for an address: `10.1.2.3:80`, `[fd00::1]:80`.
+pub fn host_value(addr: std::net::SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&addr.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("localhost"))
 }
 
 /// Removes hop-by-hop headers in place (RFC 9110 §7.6.1): `Connection` and

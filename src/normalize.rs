@@ -26,6 +26,10 @@ pub struct NormalizeConfig {
     pub underscore_headers: UnderscorePolicy,
     pub max_uri: usize,
     pub hide_headers: Vec<HeaderName>,
+    /// HTTP/1.1 counts this in hyper's parser; HTTP/2 here.
+    pub max_headers: usize,
+    /// Lowercase names from `PODGATE_UPGRADE_PROTOCOLS`.
+    pub upgrade_protocols: Vec<String>,
 }
 
 impl NormalizeConfig {
@@ -36,13 +40,16 @@ impl NormalizeConfig {
             underscore_headers: c.underscore_headers,
             max_uri: c.max_uri,
             hide_headers: c.hide_headers.clone(),
+            max_headers: c.max_headers,
+            upgrade_protocols: c.upgrade_protocols.clone(),
         }
     }
 }
 
-/// Set on the request for the proxy when an upgrade is to be tunnelled.
-#[derive(Debug, Clone, Copy)]
-pub struct UpgradeRequested;
+/// Set on the request for the proxy when an upgrade is to be tunnelled: the
+/// `Upgrade` value forwarded to the app, which its 101 must pick from.
+#[derive(Debug, Clone)]
+pub struct UpgradeRequested(pub HeaderValue);
 
 /// What the normaliser learnt, handed back on the response for the access log.
 #[derive(Debug, Clone)]
@@ -195,6 +202,10 @@ fn prepare<B>(
         return Err(ProxyError::BadRequest("unsupported request target"));
     }
     let is_h2 = req.version() == Version::HTTP_2;
+    // hyper counts HTTP/1 fields while parsing; HTTP/2 has only a size limit.
+    if is_h2 && req.headers().len() > cfg.max_headers {
+        return Err(ProxyError::HeadersTooLarge);
+    }
     // HTTP/1.1 must carry Host; HTTP/2 must carry :authority or Host.
     let require_host =
         req.version() == Version::HTTP_11 || (is_h2 && req.uri().authority().is_none());
@@ -215,10 +226,29 @@ fn prepare<B>(
         req.headers_mut().insert(header::HOST, v);
     }
 
-    let upgrade = !is_h2 && headers::is_upgrade_request(req.headers());
-    headers::remove_hop_by_hop(req.headers_mut(), upgrade);
-    if upgrade {
-        req.extensions_mut().insert(UpgradeRequested);
+    // Only allowed protocols are tunnelled; any other Upgrade (h2c) is
+    // removed with the hop-by-hop headers and the request goes on as a
+    // plain one.
+    let upgrade = if !is_h2 && headers::is_upgrade_request(req.headers()) {
+        headers::allowed_upgrade(req.headers(), &cfg.upgrade_protocols)
+    } else {
+        None
+    };
+    headers::remove_hop_by_hop(req.headers_mut(), upgrade.is_some());
+    if let Some(protocols) = upgrade {
+        req.headers_mut().insert(header::UPGRADE, protocols.clone());
+        req.extensions_mut().insert(UpgradeRequested(protocols));
+    }
+    if is_h2 {
+        // RFC 9113 §8.2.3: cookie crumbs are joined before HTTP/1.1.
+        headers::join_cookies(req.headers_mut());
+    } else if req.version() == Version::HTTP_10 && !req.headers().contains_key(header::HOST) {
+        // Valid in HTTP/1.0, refused in the HTTP/1.1 the app receives: name
+        // the address the client reached.
+        if let Some(c) = &conn {
+            req.headers_mut()
+                .insert(header::HOST, headers::host_value(c.local));
+        }
     }
     // hyper has already answered `Expect: 100-continue`; the app gets the body.
     req.headers_mut().remove(header::EXPECT);
