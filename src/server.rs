@@ -10,12 +10,16 @@
 //! connection tracks three phases:
 //!  * waiting for a request head since its first byte (or since connecting):
 //!    `header_timeout`;
-//!  * idle between requests: `idle_timeout`; after [`PARK_AFTER`] an
+//!  * idle between requests: `idle_timeout`; after `park_after` an
 //!    HTTP/1 connection is also "parked": its hyper connection, with the
 //!    read and write buffers, is dropped and only the socket is kept until
 //!    the client sends again;
-//!  * requests in flight: no connection-level limit (body and upstream
-//!    timeouts apply to the request itself).
+//!  * requests in flight: body and upstream timeouts apply to the request
+//!    itself; the connection is cut when no response byte could be written
+//!    for `send_timeout` (a socket that stays full, or on HTTP/2 a stream
+//!    whose flow-control window stays shut), and on HTTP/2 when a header
+//!    block (HEADERS without END_HEADERS) is not finished within
+//!    `header_timeout`.
 //!
 //! The protocol sniff waits at most `header_timeout` for the first bytes,
 //! which also closes clients that connect and send nothing (the auto builder
@@ -52,7 +56,6 @@ use crate::metrics::Metrics;
 /// Facts about the client connection, put on every request (shared, as
 /// `Arc<ConnInfo>`). What the forwarding headers need is worked out once per
 /// connection.
-#[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
@@ -63,17 +66,66 @@ pub struct ConnInfo {
     /// Whether the peer is a trusted proxy; set by the first request, since
     /// the trusted ranges are the header layer's configuration.
     pub trusted: std::sync::OnceLock<bool>,
+    /// Set when the connection is cut because the client stopped reading
+    /// (`PODGATE_SEND_TIMEOUT`), so the access line can say why.
+    pub send_timed_out: AtomicBool,
+    /// The `PODGATE_MAX_CONNECTIONS` slot and the open-connection count,
+    /// released when the last holder lets go: the connection task, or a
+    /// tunnel that outlives it.
+    _permit: Option<OwnedSemaphorePermit>,
+    counted: Option<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("peer", &self.peer)
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ConnInfo {
+    fn drop(&mut self) {
+        if let Some(m) = &self.counted {
+            m.connection_closed();
+        }
+    }
 }
 
 impl ConnInfo {
     pub fn new(peer: SocketAddr, local: SocketAddr) -> Self {
+        Self::build(peer, local, None, None)
+    }
+
+    fn build(
+        peer: SocketAddr,
+        local: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+        counted: Option<Arc<Metrics>>,
+    ) -> Self {
         Self {
             peer,
             local,
             peer_value: crate::headers::ip_value(peer.ip()),
             port_value: crate::headers::port_value(local.port()),
             trusted: std::sync::OnceLock::new(),
+            send_timed_out: AtomicBool::new(false),
+            _permit: permit,
+            counted,
         }
+    }
+
+    /// A connection that counts as open (and holds its slot, if any) for as
+    /// long as this lives.
+    fn accepted(
+        peer: SocketAddr,
+        local: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.connection_opened();
+        Self::build(peer, local, permit, Some(metrics))
     }
 }
 
@@ -84,6 +136,9 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_connections: usize,
+    pub h2_max_streams: u32,
+    pub send_timeout: Duration,
+    pub park_after: Duration,
 }
 
 impl ServerConfig {
@@ -94,6 +149,9 @@ impl ServerConfig {
             max_header_bytes: c.max_header_bytes,
             max_headers: c.max_headers,
             max_connections: c.max_connections,
+            h2_max_streams: c.h2_max_streams,
+            send_timeout: c.send_timeout,
+            park_after: c.park_after,
         }
     }
 }
@@ -125,7 +183,8 @@ pub async fn serve<S, B>(
     // Counts as a task until the backlog below has been accepted, so the
     // drain cannot finish before those connections are being served.
     let _serving = tracker.token();
-    // The slot permit (if any) is held until the connection ends.
+    // The slot permit (if any) is held until the connection ends, and by a
+    // tunnel until it closes.
     let spawn_conn = |stream: TcpStream, peer: SocketAddr, permit: Option<OwnedSemaphorePermit>| {
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
@@ -136,17 +195,8 @@ pub async fn serve<S, B>(
             close_conns.clone(),
         );
         tracker.spawn(async move {
-            metrics.connection_opened();
-            handle(
-                stream,
-                Arc::new(ConnInfo::new(peer, local)),
-                svc,
-                &cfg,
-                close,
-            )
-            .await;
-            metrics.connection_closed();
-            drop(permit);
+            let info = Arc::new(ConnInfo::accepted(peer, local, permit, metrics));
+            handle(stream, info, svc, &cfg, close).await;
         });
     };
     loop {
@@ -185,26 +235,25 @@ pub async fn serve<S, B>(
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Reads ahead (without consuming) until the bytes tell HTTP/1 from h2c.
-async fn sniff_h2(stream: &TcpStream) -> io::Result<bool> {
-    let mut buf = [0u8; 24];
-    let mut last = 0;
+/// Reads until the bytes tell HTTP/1 from h2c, and returns what it read:
+/// it is replayed to the connection before the socket. Reading (rather than
+/// peeking in a loop) waits on the socket alone, however slowly the
+/// preface trickles in.
+async fn sniff_h2(stream: &mut TcpStream) -> io::Result<(bool, Bytes)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(H2_PREFACE.len());
     loop {
-        let n = stream.peek(&mut buf).await?;
+        let n = stream.read_buf(&mut buf).await?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok(false);
+        let seen = buf.len().min(H2_PREFACE.len());
+        if buf[..seen] != H2_PREFACE[..seen] {
+            return Ok((false, buf.into()));
         }
-        if n == H2_PREFACE.len() {
-            return Ok(true);
+        if seen == H2_PREFACE.len() {
+            return Ok((true, buf.into()));
         }
-        if n == last {
-            // A partial preface with nothing new: wait a little, not a spin.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        last = n;
     }
 }
 
@@ -212,7 +261,11 @@ async fn sniff_h2(stream: &TcpStream) -> io::Result<bool> {
 /// they are the h2c preface; `None` if nothing usable came. A connection
 /// accepted just before shutdown still gets its first request read (within
 /// a short grace), not a reset.
-async fn sniff(stream: &TcpStream, cfg: &ServerConfig, close: &CancellationToken) -> Option<bool> {
+async fn sniff(
+    stream: &mut TcpStream,
+    cfg: &ServerConfig,
+    close: &CancellationToken,
+) -> Option<(bool, Bytes)> {
     let sniff = tokio::time::timeout(cfg.header_timeout, sniff_h2(stream));
     tokio::pin!(sniff);
     let r = tokio::select! {
@@ -223,7 +276,7 @@ async fn sniff(stream: &TcpStream, cfg: &ServerConfig, close: &CancellationToken
 }
 
 async fn handle<S, B>(
-    stream: TcpStream,
+    mut stream: TcpStream,
     info: Arc<ConnInfo>,
     svc: S,
     cfg: &ServerConfig,
@@ -242,14 +295,15 @@ async fn handle<S, B>(
     // connection being driven) are boxed: the task's own allocation is as
     // large as its largest state, and a parked connection should pay only
     // for the parked one.
-    let Some(is_h2) = Box::pin(sniff(&stream, cfg, &close)).await else {
+    let Some((is_h2, read)) = Box::pin(sniff(&mut stream, cfg, &close)).await else {
         return; // nothing sent in time, or gone
     };
-    let activity = Arc::new(Activity::new(is_h2));
+    let activity = Arc::new(Activity::new(is_h2, info.clone()));
     let mut io = ActivityIo {
         inner: stream,
         activity: activity.clone(),
-        prefix: Bytes::new(),
+        prefix: read,
+        frames: is_h2.then(FrameScan::default),
     };
     let mut hsvc = ConnService {
         inner: svc,
@@ -261,7 +315,7 @@ async fn handle<S, B>(
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_header_list_size(cfg.max_header_bytes as u32)
-            .max_concurrent_streams(250);
+            .max_concurrent_streams(cfg.h2_max_streams);
         let watchdog = activity.clone().watchdog(cfg, None);
         let mut conn = Box::pin(b.serve_connection(TokioIo::new(io), hsvc));
         Box::pin(drive(conn.as_mut(), watchdog, &close, &activity, |c| {
@@ -282,7 +336,7 @@ async fn handle<S, B>(
     }
     loop {
         activity.parking.store(false, Ordering::Relaxed);
-        let watchdog = activity.clone().watchdog(cfg, Some(PARK_AFTER));
+        let watchdog = activity.clone().watchdog(cfg, Some(cfg.park_after));
         let mut conn = Box::new(b.serve_connection(TokioIo::new(io), hsvc).with_upgrades());
         let ended = Box::pin(drive(
             Pin::new(&mut *conn),
@@ -328,13 +382,6 @@ async fn handle<S, B>(
         }
     }
 }
-
-/// How long an HTTP/1 keep-alive connection stays idle before its hyper
-/// connection (an 8 KiB read and an 8 KiB write buffer, and its state) is
-/// dropped and only the socket is kept, the way nginx frees a keep-alive
-/// connection's buffers.
-/// Long enough that a busy connection never pays for rebuilding it.
-const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Moves a value out of its box and frees the box now; a deref move in
 /// the async fn body would keep the allocation until the end of the scope,
@@ -507,7 +554,7 @@ where
         self.activity.begin();
         ConnFuture {
             fut: self.inner.clone().oneshot(req),
-            guard: Some(RequestGuard(self.activity.clone())),
+            guard: Some(RequestGuard::new(self.activity.clone())),
         }
     }
 }
@@ -529,31 +576,99 @@ where
         let this = self.project();
         let Ok(resp) = std::task::ready!(this.fut.poll(cx));
         let guard = this.guard.take();
-        Poll::Ready(Ok(resp.map(|inner| ActiveBody::new(inner, guard))))
+        Poll::Ready(Ok(resp.map(|inner| ActiveBody { inner, guard })))
     }
 }
 
-/// Marks a request finished when its response body is done or dropped.
-pub struct RequestGuard(Arc<Activity>);
+/// Marks a request finished when its response body is done or dropped. On
+/// HTTP/2 it also carries the stream's send clock.
+pub struct RequestGuard {
+    activity: Arc<Activity>,
+    /// When the body last handed out data that has not been taken since
+    /// (`NONE` while the body itself is waiting); HTTP/2 only.
+    clock: Option<Arc<AtomicU64>>,
+}
+
+impl RequestGuard {
+    fn new(activity: Arc<Activity>) -> Self {
+        let clock = activity.h2.then(|| {
+            let c = Arc::new(AtomicU64::new(NONE));
+            if let Ok(mut streams) = activity.streams.lock() {
+                streams.retain(|w| w.strong_count() > 0);
+                streams.push(Arc::downgrade(&c));
+            }
+            c
+        });
+        Self { activity, clock }
+    }
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.end();
+        self.activity.end();
     }
 }
 
-/// A response body that keeps its request counted as in flight.
-pub type ActiveBody<B> = crate::body::Guarded<B, Option<RequestGuard>>;
+pin_project! {
+    /// A response body that keeps its request counted as in flight and, on
+    /// HTTP/2, tells the watchdog how long its data has waited for the
+    /// client's flow-control window.
+    pub struct ActiveBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<RequestGuard>,
+    }
+}
+
+impl<B: HttpBody<Data = Bytes>> HttpBody for ActiveBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let clock = this
+            .guard
+            .as_ref()
+            .and_then(|g| Some((g.clock.as_ref()?, &g.activity)));
+        if let Some((c, _)) = clock {
+            c.store(NONE, Ordering::Relaxed);
+        }
+        let r = this.inner.poll_frame(cx);
+        if let (Some((c, a)), Poll::Ready(Some(Ok(_)))) = (clock, &r) {
+            // Polled again only once the client has window for more.
+            c.store(a.now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// What the watchdog knows about a connection. Times are milliseconds since
 /// the connection was accepted.
 struct Activity {
     epoch: Instant,
     h2: bool,
+    info: Arc<ConnInfo>,
     in_flight: AtomicUsize,
     idle_since: AtomicU64,
-    /// When the first byte of the next request head arrived; `NONE` if not yet.
+    /// When the first byte of the next request head arrived; `NONE` if not
+    /// yet. On HTTP/2: when an unfinished header block began.
     head_since: AtomicU64,
+    /// Since when a write to the client socket has been refused (the socket
+    /// buffer is full); `NONE` while writes go through.
+    blocked_since: AtomicU64,
+    /// HTTP/2: the send clocks of the open streams.
+    streams: std::sync::Mutex<Vec<std::sync::Weak<AtomicU64>>>,
     served_one: AtomicBool,
     /// The connection is being parked: hyper's shutdown of the socket is
     /// skipped, the caller keeps it.
@@ -561,22 +676,28 @@ struct Activity {
 }
 
 /// What the watchdog decided.
+#[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Close(&'static str),
     Park,
 }
 
 const NONE: u64 = u64::MAX;
+const HEAD_LATE: &str = "request head not received in time";
+const SEND_STALLED: &str = "send timeout: client stopped reading";
 
 impl Activity {
-    fn new(h2: bool) -> Self {
+    fn new(h2: bool, info: Arc<ConnInfo>) -> Self {
         Self {
             epoch: Instant::now(),
             h2,
+            info,
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             // The sniff saw bytes: the first head is under way from the start.
             head_since: AtomicU64::new(if h2 { NONE } else { 0 }),
+            blocked_since: AtomicU64::new(NONE),
+            streams: std::sync::Mutex::new(Vec::new()),
             served_one: AtomicBool::new(false),
             parking: AtomicBool::new(false),
         }
@@ -588,7 +709,9 @@ impl Activity {
 
     fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.head_since.store(NONE, Ordering::Release);
+        if !self.h2 {
+            self.head_since.store(NONE, Ordering::Release);
+        }
         self.served_one.store(true, Ordering::Relaxed);
     }
 
@@ -607,11 +730,87 @@ impl Activity {
         }
     }
 
+    /// HTTP/2: a header block began (`true`) or was completed (`false`).
+    fn on_header_block(&self, open: bool) {
+        let v = if open { self.now_ms() } else { NONE };
+        self.head_since.store(v, Ordering::Release);
+    }
+
+    fn on_write(&self, blocked: bool) {
+        let since = self.blocked_since.load(Ordering::Relaxed);
+        if blocked && since == NONE {
+            self.blocked_since.store(self.now_ms(), Ordering::Relaxed);
+        } else if !blocked && since != NONE {
+            self.blocked_since.store(NONE, Ordering::Relaxed);
+        }
+    }
+
+    /// Since when the oldest response has waited for the client to take
+    /// more: the socket, or on HTTP/2 any stream's window.
+    fn stalled_since(&self) -> u64 {
+        let mut since = self.blocked_since.load(Ordering::Relaxed);
+        if self.h2 {
+            if let Ok(streams) = self.streams.lock() {
+                for c in streams.iter().filter_map(|w| w.upgrade()) {
+                    since = since.min(c.load(Ordering::Relaxed));
+                }
+            }
+        }
+        since
+    }
+
     /// Time left before an idle connection reaches `idle_timeout`.
     fn idle_left(&self, idle_timeout: Duration) -> Duration {
         let since = self.idle_since.load(Ordering::Acquire);
         let deadline = since.saturating_add(idle_timeout.as_millis() as u64);
         Duration::from_millis(deadline.saturating_sub(self.now_ms()))
+    }
+
+    /// What is due next: the earliest deadline, and the verdict once it has
+    /// passed (`None`: nothing to do then but look again).
+    fn next(&self, now: u64, t: &Timeouts) -> (u64, Option<Verdict>) {
+        let mut due: (u64, Option<Verdict>) = (NONE, None);
+        fn at(due: &mut (u64, Option<Verdict>), deadline: u64, v: Verdict) {
+            if deadline < due.0 {
+                *due = (deadline, Some(v));
+            }
+        }
+        let stalled = self.stalled_since();
+        if stalled != NONE {
+            at(
+                &mut due,
+                stalled.saturating_add(t.send),
+                Verdict::Close(SEND_STALLED),
+            );
+        }
+        let head = self.head_since.load(Ordering::Acquire);
+        let in_flight = self.in_flight.load(Ordering::Acquire) > 0;
+        if head != NONE && (self.h2 || !in_flight) {
+            at(
+                &mut due,
+                head.saturating_add(t.header),
+                Verdict::Close(HEAD_LATE),
+            );
+        }
+        if in_flight {
+            // Not woken when a write blocks or a request ends: look again.
+            let poll = t.header.min(t.idle).min(t.send).max(1);
+            if now + poll < due.0 {
+                due = (now + poll, None);
+            }
+            return due;
+        }
+        if head == NONE || self.h2 {
+            let since = self.idle_since.load(Ordering::Acquire);
+            let served = self.served_one.load(Ordering::Relaxed);
+            match t.park {
+                Some(park) if served && park < t.idle => at(&mut due, since + park, Verdict::Park),
+                _ if served => at(&mut due, since + t.idle, Verdict::Close("idle timeout")),
+                // Nothing asked yet (an HTTP/2 preface and then silence).
+                _ => at(&mut due, since + t.header, Verdict::Close(HEAD_LATE)),
+            }
+        }
+        due
     }
 
     /// Resolves when the connection has outstayed its welcome, or, with
@@ -621,52 +820,127 @@ impl Activity {
         cfg: &ServerConfig,
         park_after: Option<Duration>,
     ) -> Verdict {
-        let header_ms = cfg.header_timeout.as_millis() as u64;
-        let idle_ms = cfg.idle_timeout.as_millis() as u64;
-        let park_ms = park_after.map(|d| d.as_millis() as u64);
+        let ms = |d: Duration| d.as_millis() as u64;
+        let t = Timeouts {
+            header: ms(cfg.header_timeout),
+            idle: ms(cfg.idle_timeout),
+            send: ms(cfg.send_timeout),
+            park: park_after.map(ms),
+        };
         loop {
             let now = self.now_ms();
-            // What happens at `deadline`; nothing while a request is in flight.
-            let (deadline, verdict) = if self.in_flight.load(Ordering::Acquire) > 0 {
-                (now + header_ms.min(idle_ms), None)
-            } else {
-                let head = self.head_since.load(Ordering::Acquire);
-                if head != NONE {
-                    let why = "request head not received in time";
-                    (head + header_ms, Some(Verdict::Close(why)))
-                } else {
-                    let since = self.idle_since.load(Ordering::Acquire);
-                    let served = self.served_one.load(Ordering::Relaxed);
-                    let idle = Verdict::Close("idle timeout");
-                    match park_ms {
-                        Some(park) if served && park < idle_ms => {
-                            (since + park, Some(Verdict::Park))
-                        }
-                        _ if served || self.h2 => (since + idle_ms, Some(idle)),
-                        _ => (since + header_ms, Some(idle)),
-                    }
-                }
-            };
+            let (deadline, verdict) = self.next(now, &t);
             if let Some(v) = verdict.filter(|_| now >= deadline) {
+                if v == Verdict::Close(SEND_STALLED) {
+                    self.info.send_timed_out.store(true, Ordering::Relaxed);
+                }
                 return v;
             }
             // Not woken when a request ends: with parking on, look again
             // at least every `park_after`.
             let wait = deadline
                 .saturating_sub(now)
-                .min(park_ms.unwrap_or(u64::MAX))
+                .min(t.park.unwrap_or(u64::MAX))
                 .max(1);
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
 }
 
-/// The client socket, reporting reads to the watchdog. `prefix` holds bytes
-/// a parked hyper connection had read but not parsed; they are read first.
+/// The watchdog's limits, in milliseconds.
+struct Timeouts {
+    header: u64,
+    idle: u64,
+    send: u64,
+    park: Option<u64>,
+}
+
+/// Follows HTTP/2 frame boundaries in the bytes read, to tell when a header
+/// block (HEADERS, then CONTINUATION up to END_HEADERS) is unfinished.
+/// hyper's HTTP/2 server has no head timeout of its own.
+#[derive(Debug)]
+struct FrameScan {
+    /// Payload bytes of the current frame still to come (the preface first).
+    skip: usize,
+    head: [u8; 9],
+    head_len: usize,
+    /// The current frame ends a header block when its payload is complete.
+    ends_block: bool,
+    block_open: bool,
+}
+
+impl Default for FrameScan {
+    fn default() -> Self {
+        Self {
+            skip: H2_PREFACE.len(),
+            head: [0; 9],
+            head_len: 0,
+            ends_block: false,
+            block_open: false,
+        }
+    }
+}
+
+impl FrameScan {
+    /// Feeds bytes; returns the new block state when it changed.
+    fn feed(&mut self, mut data: &[u8]) -> Option<bool> {
+        let was = self.block_open;
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+                if self.skip == 0 && self.ends_block {
+                    self.block_open = false;
+                    self.ends_block = false;
+                }
+                continue;
+            }
+            let n = (9 - self.head_len).min(data.len());
+            self.head[self.head_len..self.head_len + n].copy_from_slice(&data[..n]);
+            self.head_len += n;
+            data = &data[n..];
+            if self.head_len < 9 {
+                break;
+            }
+            self.head_len = 0;
+            let h = self.head;
+            let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+            const HEADERS: u8 = 0x1;
+            const CONTINUATION: u8 = 0x9;
+            const END_HEADERS: u8 = 0x4;
+            let block = matches!(h[3], HEADERS | CONTINUATION);
+            if block {
+                self.block_open = true;
+            }
+            self.skip = len;
+            self.ends_block = block && h[4] & END_HEADERS != 0;
+            if len == 0 && self.ends_block {
+                self.block_open = false;
+                self.ends_block = false;
+            }
+        }
+        (self.block_open != was).then_some(self.block_open)
+    }
+}
+
+/// The client socket, reporting reads and blocked writes to the watchdog.
+/// `prefix` holds bytes read before hyper took over (the sniff, or a parked
+/// connection's unparsed input); they are read first.
 struct ActivityIo {
     inner: TcpStream,
     activity: Arc<Activity>,
     prefix: Bytes,
+    /// HTTP/2 only.
+    frames: Option<FrameScan>,
+}
+
+fn scan(frames: &mut Option<FrameScan>, activity: &Activity, data: &[u8]) {
+    if let Some(f) = frames {
+        if let Some(open) = f.feed(data) {
+            activity.on_header_block(open);
+        }
+    }
 }
 
 impl AsyncRead for ActivityIo {
@@ -678,15 +952,25 @@ impl AsyncRead for ActivityIo {
         let this = self.get_mut();
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
+            let chunk = this.prefix.split_to(n);
+            scan(&mut this.frames, &this.activity, &chunk);
+            buf.put_slice(&chunk);
             this.activity.on_read();
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            scan(&mut this.frames, &this.activity, &buf.filled()[before..]);
             this.activity.on_read();
         }
+        r
+    }
+}
+
+impl ActivityIo {
+    fn wrote<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        self.activity.on_write(r.is_pending());
         r
     }
 }
@@ -697,7 +981,9 @@ impl AsyncWrite for ActivityIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(r)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
@@ -713,7 +999,9 @@ impl AsyncWrite for ActivityIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(r)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
