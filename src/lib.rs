@@ -135,11 +135,16 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     let stop_admin = CancellationToken::new();
     let drain = CancellationToken::new();
 
+    let close_tunnels = CancellationToken::new();
     let proxy = proxy::Proxy::new(
         proxy::ProxyConfig::from_config(&config),
         health.clone(),
         metrics.clone(),
-        tracker.clone(),
+        proxy::Tunnels {
+            tracker: tracker.clone(),
+            close: close_tunnels.clone(),
+            idle_timeout: config.tunnel_idle_timeout,
+        },
     );
     let svc = stack::build(&config, proxy, metrics.clone());
     tokio::spawn(server::serve(
@@ -188,6 +193,8 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
             drain.cancelled().await;
             let skip = skip.load(Ordering::SeqCst);
             run_drain(&config, &health, &metrics, &stop_accepting, &tracker, skip).await;
+            // Whatever outlived the shutdown timeout: tunnels are closed.
+            close_tunnels.cancel();
             stop_admin.cancel();
         })
     };

@@ -41,6 +41,8 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_total: Counter,
     upstream_errors: Family<KindLabel, Counter>,
+    client_errors: Family<KindLabel, Counter>,
+    tunnels_open: Gauge,
     upstream_retries: Counter,
     bytes_in: Counter,
     bytes_out: Counter,
@@ -73,6 +75,8 @@ impl Metrics {
         let connections_open = Gauge::default();
         let connections_total = Counter::default();
         let upstream_errors = Family::<KindLabel, Counter>::default();
+        let client_errors = Family::<KindLabel, Counter>::default();
+        let tunnels_open = Gauge::default();
         let upstream_retries = Counter::default();
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
@@ -123,6 +127,16 @@ impl Metrics {
             upstream_errors.clone(),
         );
         registry.register(
+            "client_errors",
+            "Requests that failed on the client's side while being forwarded, by kind (body_too_large, body_timeout, client_body): not the app's doing",
+            client_errors.clone(),
+        );
+        registry.register(
+            "tunnels_open",
+            "Upgraded connections (WebSocket) open now; each also counts in client_connections_open",
+            tunnels_open.clone(),
+        );
+        registry.register(
             "upstream_retries",
             "Requests sent again on a fresh connection after the keep-alive race",
             upstream_retries.clone(),
@@ -169,6 +183,8 @@ impl Metrics {
             connections_open,
             connections_total,
             upstream_errors,
+            client_errors,
+            tunnels_open,
             upstream_retries,
             bytes_in,
             bytes_out,
@@ -236,6 +252,18 @@ impl Metrics {
         self.upstream_errors
             .get_or_create(&KindLabel { kind })
             .inc();
+    }
+
+    pub fn client_error(&self, kind: &'static str) {
+        self.client_errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn tunnel_opened(&self) {
+        self.tunnels_open.inc();
+    }
+
+    pub fn tunnel_closed(&self) {
+        self.tunnels_open.dec();
     }
 
     pub fn upstream_retry(&self) {

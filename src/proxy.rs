@@ -16,6 +16,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
 
@@ -24,6 +25,7 @@ use crate::error::{classify_send_error, find_cause, ProxyError};
 use crate::health::AppHealth;
 use crate::metrics::Metrics;
 use crate::normalize::UpgradeRequested;
+use crate::server::ConnInfo;
 use crate::upstream::{Pool, SendError, UpstreamBody};
 
 /// Bodies of idempotent requests up to this size are buffered so that a
@@ -44,7 +46,16 @@ struct Inner {
     upstream_timeout: Duration,
     health: Arc<AppHealth>,
     metrics: Arc<Metrics>,
-    tunnels: TaskTracker,
+    tunnels: Tunnels,
+}
+
+/// Where tunnels run: tracked for the drain, and closed together when the
+/// shutdown timeout is over.
+#[derive(Clone)]
+pub struct Tunnels {
+    pub tracker: TaskTracker,
+    pub close: CancellationToken,
+    pub idle_timeout: Duration,
 }
 
 /// What the proxy needs from the configuration.
@@ -74,7 +85,7 @@ impl Proxy {
         cfg: ProxyConfig,
         health: Arc<AppHealth>,
         metrics: Arc<Metrics>,
-        tunnels: TaskTracker,
+        tunnels: Tunnels,
     ) -> Self {
         let pool = Pool::new(
             cfg.app_addr,
@@ -110,12 +121,16 @@ impl Service<Request<Body>> for Proxy {
             let mut resp = match forward(&inner, req).await {
                 Ok(r) => r,
                 Err(e) => {
-                    inner.metrics.upstream_error(e.kind());
                     if e.is_upstream() {
+                        inner.metrics.upstream_error(e.kind());
                         let cause = std::error::Error::source(&e)
                             .map(|s| s.to_string())
                             .unwrap_or_default();
                         tracing::warn!(error = %e, cause, "request to app failed");
+                    } else {
+                        // The client's fault (a body too large or broken):
+                        // not something the app did.
+                        inner.metrics.client_error(e.kind());
                     }
                     e.to_response()
                 }
@@ -136,8 +151,20 @@ struct Replay {
 }
 
 async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>, ProxyError> {
-    let upgrade = req.extensions_mut().remove::<UpgradeRequested>().is_some();
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let upgrade = req.extensions_mut().remove::<UpgradeRequested>();
+    let client_upgrade = match upgrade {
+        Some(UpgradeRequested(offered)) => {
+            // The tunnel keeps the client connection's slot until it closes.
+            let conn = req.extensions().get::<Arc<ConnInfo>>().cloned();
+            Some(ClientUpgrade {
+                on: hyper::upgrade::on(&mut req),
+                offered,
+                conn,
+            })
+        }
+        None => None,
+    };
+    let upgrade = client_upgrade.is_some();
 
     let path = req
         .uri()
@@ -247,19 +274,45 @@ async fn send_fresh(inner: &Inner, r: Replay) -> Result<Response<UpstreamBody>, 
     inner.pool.send_on_new(req).await
 }
 
+/// The client side of an upgrade podgate forwarded.
+struct ClientUpgrade {
+    on: hyper::upgrade::OnUpgrade,
+    /// The `Upgrade` value the app was offered.
+    offered: http::HeaderValue,
+    conn: Option<Arc<ConnInfo>>,
+}
+
 fn respond(
     inner: &Inner,
     mut resp: Response<UpstreamBody>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Result<Response<Body>, ProxyError> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        // Only to an upgrade podgate forwarded, and only to a protocol that
+        // was offered: anything else would tunnel bytes no check has seen.
+        let Some(client) = client_upgrade else {
             return Err(ProxyError::BadResponse(
                 "101 Switching Protocols without an upgrade request".into(),
             ));
         };
+        if !crate::headers::upgrade_matches(
+            &client.offered,
+            resp.headers().get(http::header::UPGRADE),
+        ) {
+            return Err(ProxyError::BadResponse(
+                "101 Switching Protocols to a protocol that was not offered".into(),
+            ));
+        }
         let app_upgrade = hyper::upgrade::on(&mut resp);
-        inner.tunnels.spawn(tunnel(client_upgrade, app_upgrade));
+        let t = inner.tunnels.clone();
+        let metrics = inner.metrics.clone();
+        inner.tunnels.tracker.spawn(async move {
+            metrics.tunnel_opened();
+            tunnel(client.on, app_upgrade, &t).await;
+            metrics.tunnel_closed();
+            // The client connection's slot and count go with the tunnel.
+            drop(client.conn);
+        });
         let (parts, _) = resp.into_parts();
         return Ok(Response::from_parts(parts, body::empty()));
     }
@@ -285,9 +338,10 @@ fn respond(
     Ok(Response::from_parts(parts, b))
 }
 
-/// Copies bytes both ways between the upgraded client and app connections,
-/// with no size limit, until either side closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, app: hyper::upgrade::OnUpgrade) {
+/// Copies bytes both ways between the upgraded client and app connections
+/// until either side closes, no byte moves for the tunnel idle timeout, or
+/// the shutdown timeout is over.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, app: hyper::upgrade::OnUpgrade, t: &Tunnels) {
     let (client, app) = match tokio::try_join!(client, app) {
         Ok(pair) => pair,
         Err(e) => {
@@ -295,12 +349,104 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, app: hyper::upgrade::OnUpgrad
             return;
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut app = TokioIo::new(app);
-    match tokio::io::copy_bidirectional(&mut client, &mut app).await {
-        Ok((up, down)) => {
-            tracing::debug!(bytes_to_app = up, bytes_to_client = down, "tunnel closed")
+    let clock = Arc::new(TunnelClock {
+        epoch: tokio::time::Instant::now(),
+        last_ms: std::sync::atomic::AtomicU64::new(0),
+    });
+    let mut client = Watched {
+        io: TokioIo::new(client),
+        clock: clock.clone(),
+    };
+    let mut app = Watched {
+        io: TokioIo::new(app),
+        clock: clock.clone(),
+    };
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut app);
+    tokio::pin!(copy);
+    let idle = t.idle_timeout;
+    let why = loop {
+        let left = idle.saturating_sub(clock.since_last());
+        if left.is_zero() {
+            break "idle timeout";
         }
-        Err(e) => tracing::debug!(error = %e, "tunnel closed with an error"),
+        tokio::select! {
+            r = &mut copy => {
+                match r {
+                    Ok((up, down)) => tracing::debug!(bytes_to_app = up, bytes_to_client = down, "tunnel closed"),
+                    Err(e) => tracing::debug!(error = %e, "tunnel closed with an error"),
+                }
+                return;
+            }
+            _ = tokio::time::sleep(left) => {}
+            _ = t.close.cancelled() => break "shutdown timeout",
+        }
+    };
+    tracing::debug!(reason = why, "closing tunnel");
+}
+
+/// When a tunnel last moved a byte, either way.
+struct TunnelClock {
+    epoch: tokio::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl TunnelClock {
+    fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn since_last(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.epoch
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One side of a tunnel, noting each byte that moves.
+    struct Watched<T> {
+        #[pin]
+        io: T,
+        clock: Arc<TunnelClock>,
+    }
+}
+
+impl<T: tokio::io::AsyncRead> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.io.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.clock.touch();
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.io.poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.clock.touch();
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
     }
 }
