@@ -26,7 +26,10 @@ use crate::error::ProxyError;
 
 #[derive(Debug, Clone)]
 pub struct BufferConfig {
+    /// Largest body kept in memory.
     pub memory: u64,
+    /// Memory all buffered bodies together may hold (`PODGATE_BUFFER_MEMORY`).
+    pub budget: u64,
     pub dir: Option<PathBuf>,
 }
 
@@ -34,20 +37,61 @@ impl BufferConfig {
     pub fn from_config(c: &crate::config::Config) -> Option<Self> {
         c.buffer_requests.map(|memory| Self {
             memory,
+            budget: c.buffer_memory,
             dir: c.buffer_dir.clone(),
         })
     }
 }
 
+/// The budget and what is taken of it, shared by every request.
+#[derive(Debug)]
+struct Shared {
+    cfg: BufferConfig,
+    used: Arc<AtomicU64>,
+}
+
+/// Bytes of the budget one body holds, given back when it is dropped.
+struct Reservation {
+    used: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Takes `more` bytes if the budget has them.
+    fn grow(&mut self, more: u64, budget: u64) -> bool {
+        let ok = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(more).filter(|n| *n <= budget)
+            })
+            .is_ok();
+        if ok {
+            self.bytes += more;
+        }
+        ok
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 #[derive(Clone)]
 pub struct BufferLayer {
-    cfg: Option<Arc<BufferConfig>>,
+    cfg: Option<Arc<Shared>>,
 }
 
 impl BufferLayer {
     pub fn new(cfg: Option<BufferConfig>) -> Self {
         Self {
-            cfg: cfg.map(Arc::new),
+            cfg: cfg.map(|cfg| {
+                Arc::new(Shared {
+                    cfg,
+                    used: Arc::new(AtomicU64::new(0)),
+                })
+            }),
         }
     }
 }
@@ -65,7 +109,7 @@ impl<S> Layer<S> for BufferLayer {
 #[derive(Clone)]
 pub struct Buffer<S> {
     inner: S,
-    cfg: Option<Arc<BufferConfig>>,
+    cfg: Option<Arc<Shared>>,
 }
 
 impl<S> Service<Request<Body>> for Buffer<S>
@@ -115,7 +159,12 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 
 static SPOOL_SEQ: AtomicU64 = AtomicU64::new(0);
 
-async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), ProxyError> {
+async fn read_whole(mut b: Body, shared: &Shared) -> Result<(Body, u64), ProxyError> {
+    let cfg = &shared.cfg;
+    let mut held = Reservation {
+        used: shared.used.clone(),
+        bytes: 0,
+    };
     let mut mem = BytesMut::new();
     let mut file: Option<tokio::fs::File> = None;
     let mut total: u64 = 0;
@@ -129,12 +178,19 @@ async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), Prox
             f.write_all(&data).await.map_err(spool_error)?;
             continue;
         }
-        if total <= cfg.memory {
+        let fits = total <= cfg.memory;
+        if fits && held.grow(data.len() as u64, cfg.budget) {
             mem.extend_from_slice(&data);
             continue;
         }
         let Some(dir) = &cfg.dir else {
-            return Err(ProxyError::BodyTooLarge);
+            // Over the per-body size: the client's; over the shared budget:
+            // podgate is full for now.
+            return Err(if fits {
+                ProxyError::BufferFull
+            } else {
+                ProxyError::BodyTooLarge
+            });
         };
         let name = dir.join(format!(
             "podgate-{}-{}.body",
@@ -153,10 +209,20 @@ async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), Prox
         f.write_all(&mem).await.map_err(spool_error)?;
         f.write_all(&data).await.map_err(spool_error)?;
         mem = BytesMut::new();
+        held = Reservation {
+            used: shared.used.clone(),
+            bytes: 0,
+        };
         file = Some(f);
     }
     match file {
-        None => Ok((body::full(mem.freeze()), total)),
+        None => Ok((
+            body::boxed(body::Guarded::new(
+                http_body_util::Full::new(mem.freeze()),
+                held,
+            )),
+            total,
+        )),
         Some(mut f) => {
             f.flush().await.map_err(spool_error)?;
             f.rewind().await.map_err(spool_error)?;
@@ -164,6 +230,7 @@ async fn read_whole(mut b: Body, cfg: &BufferConfig) -> Result<(Body, u64), Prox
                 body::boxed(FileBody {
                     file: f,
                     remaining: total,
+                    buf: BytesMut::new(),
                 }),
                 total,
             ))
@@ -177,11 +244,15 @@ fn spool_error(e: std::io::Error) -> ProxyError {
 }
 
 pin_project_lite::pin_project! {
-    /// A spooled body read back from its file, 64 KiB at a time.
+    /// A spooled body read back from its file, 64 KiB at a time. The read
+    /// buffer is kept across polls: a poll that finds no data (Pending)
+    /// allocates nothing, and a frame the app has taken frees its block for
+    /// the next read.
     struct FileBody {
         #[pin]
         file: tokio::fs::File,
         remaining: u64,
+        buf: BytesMut,
     }
 }
 
@@ -197,14 +268,17 @@ impl HttpBody for FileBody {
         if *this.remaining == 0 {
             return Poll::Ready(None);
         }
-        let mut buf = BytesMut::with_capacity((*this.remaining).min(64 * 1024) as usize);
-        match tokio_util::io::poll_read_buf(this.file, cx, &mut buf) {
+        let want = (*this.remaining).min(64 * 1024) as usize;
+        if this.buf.capacity() < want {
+            this.buf.reserve(want);
+        }
+        match tokio_util::io::poll_read_buf(this.file, cx, this.buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
             Poll::Ready(Ok(0)) => Poll::Ready(Some(Err(std::io::ErrorKind::UnexpectedEof.into()))),
             Poll::Ready(Ok(n)) => {
                 *this.remaining = this.remaining.saturating_sub(n as u64);
-                Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+                Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))))
             }
         }
     }

@@ -44,6 +44,8 @@ pub enum ProxyError {
     BadResponse(#[source] BoxError),
     #[error("app is busy")]
     Overloaded,
+    #[error("podgate's request buffer memory is full; retry shortly")]
+    BufferFull,
     #[error("podgate is shutting down")]
     ShuttingDown,
 }
@@ -59,7 +61,9 @@ impl ProxyError {
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppRefused(_) | AppClosed(_) | BadResponse(_) => StatusCode::BAD_GATEWAY,
-            AppStarting(_) | Overloaded | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            AppStarting(_) | Overloaded | BufferFull | ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ConnectTimeout | ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -87,6 +91,7 @@ impl ProxyError {
             AppClosed(_) => "app_closed",
             BadResponse(_) => "bad_response",
             Overloaded => "overloaded",
+            BufferFull => "buffer_full",
             ShuttingDown => "shutting_down",
         }
     }
