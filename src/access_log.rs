@@ -66,7 +66,9 @@ struct Record {
     path: Option<PathAndQuery>,
     version: Version,
     user_agent: Option<HeaderValue>,
-    peer: Option<IpAddr>,
+    /// The connection: its peer, and whether it was cut for a client that
+    /// stopped reading.
+    conn: Option<Arc<ConnInfo>>,
     bytes_in: AtomicU64,
 }
 
@@ -98,7 +100,7 @@ where
             } else {
                 None
             },
-            peer: req.extensions().get::<Arc<ConnInfo>>().map(|c| c.peer.ip()),
+            conn: req.extensions().get::<Arc<ConnInfo>>().cloned(),
             bytes_in: AtomicU64::new(0),
         });
         let req = req.map(|inner| Counted {
@@ -223,7 +225,21 @@ impl Drop for Done {
         if !self.enabled {
             return;
         }
-        let client = self.facts.as_ref().map(|f| f.client).or(r.peer);
+        let client = self
+            .facts
+            .as_ref()
+            .map(|f| f.client)
+            .or(r.conn.as_ref().map(|c| c.peer.ip()));
+        let completed = self.complete || self.expected == Some(self.bytes_out);
+        let send_timed_out = || {
+            r.conn
+                .as_ref()
+                .is_some_and(|c| c.send_timed_out.load(Ordering::Relaxed))
+        };
+        let error = match self.error {
+            None if !completed && send_timed_out() => Some("send_timeout"),
+            e => e,
+        };
         let request_id = self
             .facts
             .as_ref()
@@ -255,8 +271,8 @@ impl Drop for Done {
             upstream_us: upstream.map(|u| u.as_micros() as u64),
             user_agent: ua,
             request_id,
-            error: self.error,
-            completed: self.complete || self.expected == Some(self.bytes_out),
+            error,
+            completed,
         };
         // One buffer per thread, reused: no allocation per line.
         thread_local! {
