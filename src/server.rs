@@ -1007,3 +1007,149 @@ impl AsyncWrite for ActivityIo {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The watchdog's verdicts on tokio's paused clock: exact times, no
+    //! wall-clock windows.
+    use super::*;
+
+    fn cfg() -> ServerConfig {
+        ServerConfig {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_header_bytes: 32 << 10,
+            max_headers: 100,
+            max_connections: 10,
+            h2_max_streams: 100,
+            send_timeout: Duration::from_secs(60),
+            park_after: Duration::from_secs(1),
+        }
+    }
+
+    fn activity(h2: bool) -> Arc<Activity> {
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        Arc::new(Activity::new(h2, Arc::new(ConnInfo::new(addr, addr))))
+    }
+
+    /// Runs the watchdog to its verdict; returns it and when it came.
+    async fn verdict(a: &Arc<Activity>, park: Option<Duration>) -> (Verdict, Duration) {
+        let start = Instant::now();
+        let v = a.clone().watchdog(&cfg(), park).await;
+        (v, start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_never_completes_is_closed_at_the_header_timeout() {
+        let a = activity(false);
+        assert_eq!(
+            verdict(&a, Some(Duration::from_secs(1))).await,
+            (Verdict::Close(HEAD_LATE), Duration::from_secs(10))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_park_then_close_at_the_idle_timeout() {
+        let a = activity(false);
+        a.begin();
+        a.end();
+        let park = Some(Duration::from_millis(300));
+        assert_eq!(
+            verdict(&a, park).await,
+            (Verdict::Park, Duration::from_millis(300))
+        );
+        // Without parking (HTTP/2, or a parked one that was woken) the idle
+        // timeout counts from the end of the last request.
+        let (v, at) = verdict(&a, None).await;
+        assert_eq!(v, Verdict::Close("idle timeout"));
+        assert_eq!(at, Duration::from_millis(75_000 - 300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_socket_that_stays_full_is_cut_at_the_send_timeout() {
+        let a = activity(false);
+        a.begin();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        a.on_write(true);
+        assert_eq!(
+            verdict(&a, Some(Duration::from_secs(1))).await,
+            (Verdict::Close(SEND_STALLED), Duration::from_secs(60))
+        );
+        assert!(a.info.send_timed_out.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_that_go_through_reset_the_send_clock() {
+        let a = activity(false);
+        a.begin();
+        a.on_write(true);
+        let w = a.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(50)).await;
+            w.on_write(false);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            w.on_write(true);
+            tokio::time::sleep(Duration::from_secs(200)).await;
+            w.end();
+        });
+        let (v, at) = verdict(&a, None).await;
+        assert_eq!(v, Verdict::Close(SEND_STALLED));
+        // Blocked again at 51 s: cut at 111 s, polled every 10 s.
+        assert!(
+            at >= Duration::from_secs(111) && at <= Duration::from_secs(121),
+            "{at:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_stream_with_a_shut_window_is_cut_at_the_send_timeout() {
+        let a = activity(true);
+        a.begin();
+        let guard = RequestGuard::new(a.clone());
+        let clock = guard.clock.clone().unwrap();
+        clock.store(a.now_ms(), Ordering::Relaxed);
+        let (v, at) = verdict(&a, None).await;
+        assert_eq!(v, Verdict::Close(SEND_STALLED));
+        assert_eq!(at, Duration::from_secs(60));
+        drop(guard);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_preface_alone_or_an_open_header_block_meets_the_header_timeout() {
+        let a = activity(true);
+        assert_eq!(
+            verdict(&a, None).await,
+            (Verdict::Close(HEAD_LATE), Duration::from_secs(10))
+        );
+        // After a request: an unfinished header block, even with another
+        // stream in flight.
+        let a = activity(true);
+        a.begin();
+        a.on_header_block(true);
+        assert_eq!(
+            verdict(&a, None).await,
+            (Verdict::Close(HEAD_LATE), Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn frame_scan_follows_header_blocks_across_reads() {
+        let mut f = FrameScan::default();
+        assert_eq!(f.feed(&H2_PREFACE[..5]), None);
+        assert_eq!(f.feed(&H2_PREFACE[5..]), None);
+        // SETTINGS, empty: no block.
+        assert_eq!(f.feed(&[0, 0, 0, 4, 0, 0, 0, 0, 0]), None);
+        // HEADERS of 3 bytes without END_HEADERS, its header split.
+        assert_eq!(f.feed(&[0, 0, 3, 1]), None);
+        assert_eq!(f.feed(&[0, 0, 0, 0, 1, 0xaa]), Some(true));
+        assert_eq!(f.feed(&[0xbb, 0xcc]), None);
+        // CONTINUATION with END_HEADERS: closed once its payload is in.
+        assert_eq!(f.feed(&[0, 0, 2, 9, 4, 0, 0, 0, 1, 0xdd]), None);
+        assert_eq!(f.feed(&[0xee]), Some(false));
+        // HEADERS with END_HEADERS in one read: no change seen.
+        assert_eq!(f.feed(&[0, 0, 1, 1, 4, 0, 0, 0, 3, 0x82]), None);
+        // DATA frames never open a block.
+        assert_eq!(f.feed(&[0, 0, 2, 0, 0, 0, 0, 0, 3, 1]), None);
+        assert!(!f.block_open);
+    }
+}

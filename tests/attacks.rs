@@ -796,7 +796,7 @@ async fn connect_is_refused_and_its_payload_never_reaches_the_app_body() {
     pg.running.health.mark_seen();
     let req = format!("CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n{SMUGGLED}");
     let (resp, closed) = exchange(pg.addr, req.as_bytes(), Duration::from_secs(3)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sync_with_app(pg.addr, &log).await;
     let seen = log.lock().unwrap().clone();
     let text = String::from_utf8_lossy(&resp);
     assert!(

@@ -19,8 +19,8 @@ async fn exchange_with(
     let (app, log) = spawn_raw_app(response, false).await;
     let pg = start_podgate(app, vars).await;
     let resp = raw(pg.addr, request).await.unwrap();
-    // Give the app a moment to record what (if anything) reached it.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Until the app has recorded what (if anything) reached it.
+    sync_with_app(pg.addr, &log).await;
     let got = log.lock().unwrap().clone();
     (String::from_utf8_lossy(&resp).into_owned(), got)
 }

@@ -533,17 +533,27 @@ async fn read_response(s: &mut TcpStream) -> String {
     }
 }
 
-/// An idle HTTP/1 keep-alive connection gives up its buffers after a second
-/// (podgate "parks" it): the next request on it must be served as usual,
-/// including one whose first bytes arrived before the park, and the idle
-/// and header timeouts must still apply.
+/// An idle HTTP/1 keep-alive connection gives up its buffers after
+/// PARK_AFTER (podgate "parks" it): the next request on it must be served as
+/// usual, including one whose first bytes arrived before the park, and the
+/// idle and header timeouts must still apply. The exact times of each
+/// verdict are tested on a paused clock in `server`; here the timeouts are
+/// far apart, so no wall-clock window is needed.
 #[tokio::test]
 async fn parked_keepalive_connections_resume_and_keep_their_timeouts() {
     let app = spawn_echo_app().await;
-    let pg = start_podgate(app, &[("HEADER_TIMEOUT", "2s"), ("IDLE_TIMEOUT", "4s")]).await;
+    let pg = start_podgate(
+        app,
+        &[
+            ("PARK_AFTER", "100ms"),
+            ("HEADER_TIMEOUT", "1s"),
+            ("IDLE_TIMEOUT", "10m"),
+        ],
+    )
+    .await;
 
     // A pipelined request whose head is cut short: parked with those bytes
-    // in hand, it completes 1.5 s later.
+    // in hand, it completes later.
     let mut s = TcpStream::connect(pg.addr).await.unwrap();
     s.write_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHo")
         .await
@@ -551,15 +561,15 @@ async fn parked_keepalive_connections_resume_and_keep_their_timeouts() {
     let a = read_response(&mut s).await;
     assert_eq!(status_of(&a), 200, "{a}");
     assert!(a.contains("\"target\":\"/a\""), "{a}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     s.write_all(b"st: h\r\n\r\n").await.unwrap();
     let b = read_response(&mut s).await;
     assert_eq!(status_of(&b), 200, "{b}");
     assert!(b.contains("\"target\":\"/b\""), "{b}");
     assert!(header_of(&b, "connection").is_none(), "{b}");
 
-    // Parked twice over (2.5 s idle, twice the park delay), still served.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Parked several times over, still served.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     s.write_all(b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
         .unwrap();
@@ -567,56 +577,50 @@ async fn parked_keepalive_connections_resume_and_keep_their_timeouts() {
     assert!(c.contains("\"target\":\"/c\""), "{c}");
 
     // A head that starts after the park and stalls: cut at the header
-    // timeout (2 s), well before the idle timeout would allow (4 s).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // timeout (1 s), not left to the idle timeout (10 min).
+    tokio::time::sleep(Duration::from_millis(400)).await;
     s.write_all(b"GET /d HTTP/1.1\r\n").await.unwrap();
-    let t = Instant::now();
-    let rest = read_to_close(&mut s, Duration::from_secs(8)).await.unwrap();
-    let e = t.elapsed();
+    let rest = within(WAIT, read_to_close(&mut s, Duration::from_secs(600)))
+        .await
+        .unwrap();
     assert!(!String::from_utf8_lossy(&rest).contains("/d"));
-    assert!(
-        e >= Duration::from_millis(1500) && e < Duration::from_millis(3500),
-        "stalled head closed after {e:?}"
-    );
 
-    // And a parked connection is closed at the idle timeout, counted from
-    // its last response.
+    // And a parked connection is closed at the idle timeout.
+    let pg = start_podgate(
+        app,
+        &[
+            ("PARK_AFTER", "100ms"),
+            ("HEADER_TIMEOUT", "10m"),
+            ("IDLE_TIMEOUT", "1s"),
+        ],
+    )
+    .await;
     let mut s = TcpStream::connect(pg.addr).await.unwrap();
     s.write_all(b"GET /e HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
         .unwrap();
-    let t = Instant::now();
-    let got = read_to_close(&mut s, Duration::from_secs(10))
+    let got = within(WAIT, read_to_close(&mut s, Duration::from_secs(600)))
         .await
         .unwrap();
     assert_eq!(status_of(&String::from_utf8_lossy(&got)), 200);
-    let e = t.elapsed();
-    assert!(
-        e >= Duration::from_millis(3500) && e < Duration::from_millis(6500),
-        "idle close after {e:?}"
-    );
 }
 
 /// Draining closes parked connections at once instead of waiting for them.
 #[tokio::test]
 async fn drain_closes_parked_connections() {
     let app = spawn_echo_app().await;
-    let pg = start_podgate(app, &[]).await;
+    let pg = start_podgate(app, &[("PARK_AFTER", "100ms"), ("IDLE_TIMEOUT", "10m")]).await;
     let mut s = TcpStream::connect(pg.addr).await.unwrap();
     s.write_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
         .await
         .unwrap();
     assert_eq!(status_of(&read_response(&mut s).await), 200);
-    tokio::time::sleep(Duration::from_millis(2200)).await; // parked by now
-    let t = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await; // parked by now
     pg.running.stop(false);
-    let rest = read_to_close(&mut s, Duration::from_secs(5)).await.unwrap();
+    let rest = within(WAIT, read_to_close(&mut s, Duration::from_secs(600)))
+        .await
+        .unwrap();
     assert!(rest.is_empty());
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "closed after {:?}",
-        t.elapsed()
-    );
 }
 
 /// The app closes idle connections after 1 s; requests arrive with pauses

@@ -437,3 +437,38 @@ pub fn header_of(text: &str, name: &str) -> Option<String> {
             .then(|| v.trim().to_string())
     })
 }
+
+/// Waits until everything podgate forwarded before now has been recorded by
+/// a [`spawn_raw_app`]: a marker request goes through podgate (on the pooled
+/// app connection, in order after the rest) and is awaited in the app's log,
+/// then removed from it. Tests that assert "nothing reached the app" call
+/// this instead of sleeping, so a slow machine cannot make them pass
+/// without looking.
+pub async fn sync_with_app(podgate: SocketAddr, log: &Mutex<Vec<Received>>) {
+    const MARK: &str = "GET /__podgate_test_sync HTTP/1.1";
+    let resp = raw(
+        podgate,
+        format!("{MARK}\r\nHost: sync\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("marker request");
+    if status_of(&String::from_utf8_lossy(&resp)) != 200 {
+        panic!(
+            "marker request not forwarded: {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    within(WAIT, async {
+        loop {
+            {
+                let mut l = log.lock().unwrap();
+                if let Some(i) = l.iter().position(|r| r.head.starts_with(MARK)) {
+                    l.remove(i);
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
