@@ -23,11 +23,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::body::Body;
-use crate::error::ErrorKind;
+use crate::ctx::{ConnInfo, ErrorKind, RequestFacts, UpstreamTiming};
 use crate::metrics::Metrics;
-use crate::normalize::RequestFacts;
-use crate::proxy::UpstreamTiming;
-use crate::server::ConnInfo;
 
 #[derive(Clone)]
 pub struct AccessLogLayer {

@@ -74,14 +74,14 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<S::Future>;
+    type Future = crate::ctx::Either<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        use crate::limit::futures_either::Either;
+        use crate::ctx::Either;
         let Some(state) = self.state.clone() else {
             let fut = self.inner.call(req);
             return Either::Inner(fut);

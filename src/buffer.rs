@@ -33,16 +33,6 @@ pub struct BufferConfig {
     pub dir: Option<PathBuf>,
 }
 
-impl BufferConfig {
-    pub fn from_config(c: &crate::config::Config) -> Option<Self> {
-        c.buffer_requests.map(|memory| Self {
-            memory,
-            budget: c.buffer_memory,
-            dir: c.buffer_dir.clone(),
-        })
-    }
-}
-
 /// The budget and what is taken of it, shared by every request.
 #[derive(Debug)]
 struct Shared {
@@ -122,14 +112,14 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<S::Future>;
+    type Future = crate::ctx::Either<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        use crate::limit::futures_either::Either;
+        use crate::ctx::Either;
         let cfg = match &self.cfg {
             Some(c) if !req.body().is_end_stream() && !is_upgrade(&req) => c.clone(),
             _ => return Either::Inner(self.inner.call(req)),
@@ -153,7 +143,7 @@ where
 
 fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.extensions()
-        .get::<crate::normalize::UpgradeRequested>()
+        .get::<crate::ctx::UpgradeRequested>()
         .is_some()
 }
 

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
 use crate::config::{Loaded, Source, VARS};
-use crate::health::{self, CheckConfig, CheckMode};
+use crate::health::{self, CheckMode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -172,12 +172,12 @@ pub async fn check(loaded: &Loaded) -> ExitCode {
     for w in &loaded.warnings {
         println!("warning: {w}");
     }
-    let mut check_cfg = CheckConfig::from_config(cfg);
+    let mut check_cfg = cfg.app_check();
     // A one-off check deserves the connect timeout too.
     check_cfg.timeout = check_cfg.timeout.max(cfg.connect_timeout);
     let what = match &check_cfg.mode {
-        CheckMode::Tcp => format!("TCP connect to {}", cfg.app_addr),
-        CheckMode::Http(p) => format!("GET http://{}{p}", cfg.app_addr),
+        CheckMode::Tcp => format!("TCP connect to {}", cfg.app_addr()),
+        CheckMode::Http(p) => format!("GET http://{}{p}", cfg.app_addr()),
     };
     println!("app check:     {what} (timeout {:?})", check_cfg.timeout);
     let result = health::check_app(&check_cfg).await;

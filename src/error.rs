@@ -7,6 +7,7 @@ use std::io;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body, BoxError};
+use crate::ctx::ErrorKind;
 use crate::upstream::SendError;
 
 /// A failure podgate answers for itself. The body of the answer is a short
@@ -127,10 +128,6 @@ impl ProxyError {
         resp
     }
 }
-
-/// Marks a response podgate generated itself, for the access log.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorKind(pub &'static str);
 
 /// Raised by the body-limit wrapper when a streamed body crosses the limit.
 #[derive(Debug, thiserror::Error)]

@@ -35,20 +35,6 @@ pub struct CheckConfig {
     pub timeout: Duration,
 }
 
-impl CheckConfig {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            app_addr: c.app_addr,
-            mode: match &c.app_health_path {
-                Some(p) => CheckMode::Http(p.clone()),
-                None => CheckMode::Tcp,
-            },
-            interval: c.app_check_interval,
-            timeout: c.app_check_timeout,
-        }
-    }
-}
-
 /// The last app check, as `/status` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LastCheck {

@@ -16,6 +16,7 @@ pub mod body;
 pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod ctx;
 pub mod error;
 pub mod headers;
 pub mod health;
@@ -137,7 +138,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
 
     let close_tunnels = CancellationToken::new();
     let proxy = proxy::Proxy::new(
-        proxy::ProxyConfig::from_config(&config),
+        config.proxy(),
         health.clone(),
         metrics.clone(),
         proxy::Tunnels {
@@ -150,14 +151,14 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     tokio::spawn(server::serve(
         listener,
         svc,
-        server::ServerConfig::from_config(&config),
+        config.server(),
         metrics.clone(),
         stop_accepting.clone(),
         tracker.clone(),
     ));
     health.set_listening();
     tokio::spawn(health::run_checker(
-        health::CheckConfig::from_config(&config),
+        config.app_check(),
         health.clone(),
         metrics.clone(),
         stop_admin.clone(),
@@ -177,7 +178,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     tracing::info!(
         listen = %proxy_addr,
         admin = %admin_addr,
-        app = %config.app_addr,
+        app = %config.app_addr(),
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "podgate listening"
     );

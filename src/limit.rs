@@ -53,7 +53,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = futures_either::Either<S::Future>;
+    type Future = crate::ctx::Either<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -67,7 +67,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > max) {
-                return futures_either::Either::Ready(Some(ProxyError::BodyTooLarge.to_response()));
+                return crate::ctx::Either::Ready(Some(ProxyError::BodyTooLarge.to_response()));
             }
         }
         let (parts, b) = req.into_parts();
@@ -80,7 +80,7 @@ where
                 self.cfg.read_timeout,
             ))
         };
-        futures_either::Either::Inner(self.inner.call(Request::from_parts(parts, b)))
+        crate::ctx::Either::Inner(self.inner.call(Request::from_parts(parts, b)))
     }
 }
 
@@ -139,60 +139,6 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// A tiny either-future, so the fast path allocates nothing.
-pub mod futures_either {
-    use std::convert::Infallible;
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use http::Response;
-    use pin_project_lite::pin_project;
-
-    use crate::body::Body;
-
-    pin_project! {
-        #[project = EitherProj]
-        pub enum Either<F> {
-            Inner { #[pin] fut: F },
-            Boxed { fut: crate::body::BoxFuture },
-            Ready { resp: Option<Response<Body>> },
-        }
-    }
-
-    #[allow(non_snake_case)]
-    impl<F> Either<F> {
-        pub fn Inner(fut: F) -> Self {
-            Either::Inner { fut }
-        }
-        pub fn Ready(resp: Option<Response<Body>>) -> Self {
-            Either::Ready { resp }
-        }
-        /// For layers that must wait before calling inward; the pass-through
-        /// path stays allocation-free.
-        pub fn Boxed(fut: crate::body::BoxFuture) -> Self {
-            Either::Boxed { fut }
-        }
-    }
-
-    impl<F> Future for Either<F>
-    where
-        F: Future<Output = Result<Response<Body>, Infallible>>,
-    {
-        type Output = Result<Response<Body>, Infallible>;
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            match self.project() {
-                EitherProj::Inner { fut } => fut.poll(cx),
-                EitherProj::Boxed { fut } => fut.as_mut().poll(cx),
-                EitherProj::Ready { resp } => match resp.take() {
-                    Some(r) => Poll::Ready(Ok(r)),
-                    None => Poll::Pending,
-                },
-            }
-        }
     }
 }
 

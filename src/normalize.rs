@@ -14,9 +14,9 @@ use ipnet::IpNet;
 use tower::{Layer, Service};
 
 use crate::body::Body;
-use crate::error::{ErrorKind, ProxyError};
+use crate::ctx::{ConnInfo, ErrorKind, RequestFacts, UpgradeRequested};
+use crate::error::ProxyError;
 use crate::headers::{self, Peer, PeerFacts, UnderscorePolicy};
-use crate::server::ConnInfo;
 
 /// Settings the normaliser needs, taken from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -30,32 +30,6 @@ pub struct NormalizeConfig {
     pub max_headers: usize,
     /// Lowercase names from `PODGATE_UPGRADE_PROTOCOLS`.
     pub upgrade_protocols: Vec<String>,
-}
-
-impl NormalizeConfig {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            trusted_proxies: c.trusted_proxies.clone(),
-            request_id_header: c.request_id_header.clone(),
-            underscore_headers: c.underscore_headers,
-            max_uri: c.max_uri,
-            hide_headers: c.hide_headers.clone(),
-            max_headers: c.max_headers,
-            upgrade_protocols: c.upgrade_protocols.clone(),
-        }
-    }
-}
-
-/// Set on the request for the proxy when an upgrade is to be tunnelled: the
-/// `Upgrade` value forwarded to the app, which its 101 must pick from.
-#[derive(Debug, Clone)]
-pub struct UpgradeRequested(pub HeaderValue);
-
-/// What the normaliser learnt, handed back on the response for the access log.
-#[derive(Debug, Clone)]
-pub struct RequestFacts {
-    pub client: IpAddr,
-    pub request_id: HeaderValue,
 }
 
 #[derive(Clone)]

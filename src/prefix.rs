@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode, Uri};
 use tower::{Layer, Service};
 
 use crate::body::{self, Body};
-use crate::limit::futures_either::Either;
+use crate::ctx::Either;
 
 use crate::headers::X_FORWARDED_PREFIX;
 

@@ -21,20 +21,15 @@ use tokio_util::task::TaskTracker;
 use tower::Service;
 
 use crate::body::{self, Body};
+use crate::ctx::{ConnInfo, UpgradeRequested, UpstreamTiming};
 use crate::error::{classify_send_error, find_cause, ProxyError};
 use crate::health::AppHealth;
 use crate::metrics::Metrics;
-use crate::normalize::UpgradeRequested;
-use crate::server::ConnInfo;
 use crate::upstream::{Pool, SendError, UpstreamBody};
 
 /// Bodies of idempotent requests up to this size are buffered so that a
 /// request lost to the keep-alive race can be sent again, whole.
 const REPLAY_LIMIT: u64 = 64 * 1024;
-
-/// Time spent waiting for the app's response head, for the access log.
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamTiming(pub Duration);
 
 #[derive(Clone)]
 pub struct Proxy {
@@ -66,18 +61,6 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle: usize,
-}
-
-impl ProxyConfig {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            app_addr: c.app_addr,
-            connect_timeout: c.connect_timeout,
-            upstream_timeout: c.upstream_timeout,
-            pool_idle_timeout: c.pool_idle_timeout,
-            pool_max_idle: c.pool_max_idle,
-        }
-    }
 }
 
 impl Proxy {

@@ -27,14 +27,14 @@ use tower_http::compression::CompressionLayer;
 use crate::access_log::{AccessLogLayer, Logged};
 use crate::app_limit::AppLimitLayer;
 use crate::body::{self, Body};
-use crate::buffer::{BufferConfig, BufferLayer};
+use crate::buffer::BufferLayer;
 use crate::config::Config;
 use crate::limit::BodyLimitLayer;
 use crate::metrics::Metrics;
-use crate::normalize::{NormalizeConfig, NormalizeLayer};
+use crate::normalize::NormalizeLayer;
 use crate::prefix::StripPrefixLayer;
 use crate::proxy::Proxy;
-use crate::static_files::{StaticConfig, StaticFilesLayer};
+use crate::static_files::StaticFilesLayer;
 
 pub fn build(
     cfg: &Config,
@@ -50,9 +50,9 @@ pub fn build(
        + Sync
        + 'static {
     let inner = ServiceBuilder::new()
-        .layer(StaticFilesLayer::new(StaticConfig::from_config(cfg)))
+        .layer(StaticFilesLayer::new(cfg.static_files()))
         .layer(BodyLimitLayer::new(cfg.max_body, cfg.body_timeout))
-        .layer(BufferLayer::new(BufferConfig::from_config(cfg)))
+        .layer(BufferLayer::new(cfg.buffer()))
         .layer(AppLimitLayer::new(
             cfg.app_concurrency,
             cfg.app_queue,
@@ -78,7 +78,7 @@ pub fn build(
     };
     ServiceBuilder::new()
         .layer(AccessLogLayer::new(cfg.access_log, metrics))
-        .layer(NormalizeLayer::new(NormalizeConfig::from_config(cfg)))
+        .layer(NormalizeLayer::new(cfg.normalize()))
         .layer(StripPrefixLayer::new(cfg.strip_prefix.clone()))
         .service(inner)
 }

@@ -28,17 +28,6 @@ pub struct StaticConfig {
     pub fallthrough: bool,
 }
 
-impl StaticConfig {
-    pub fn from_config(c: &crate::config::Config) -> Option<Self> {
-        c.static_dir.as_ref().map(|dir| Self {
-            dir: dir.clone(),
-            prefix: c.static_prefix.clone(),
-            cache_control: c.static_cache_control.clone(),
-            fallthrough: c.static_fallthrough,
-        })
-    }
-}
-
 struct Shared {
     cfg: StaticConfig,
     root: PathBuf,
@@ -170,14 +159,14 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = crate::limit::futures_either::Either<S::Future>;
+    type Future = crate::ctx::Either<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        use crate::limit::futures_either::Either;
+        use crate::ctx::Either;
         let shared = match &self.shared {
             Some(s) if req.uri().path().starts_with(s.cfg.prefix.as_str()) => s.clone(),
             _ => return Either::Inner(self.inner.call(req)),
