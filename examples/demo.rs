@@ -69,11 +69,11 @@ async fn main() -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    if loaded.config.app_addr.port() != app_port {
+    if loaded.config.app_port != app_port {
         eprintln!(
             "demo: note: PODGATE_APP_PORT={} but the demo app listens on {app_port} \
              (DEMO_APP_PORT); podgate will not reach it",
-            loaded.config.app_addr.port()
+            loaded.config.app_port
         );
     }
 
