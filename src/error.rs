@@ -129,11 +129,6 @@ impl ProxyError {
     }
 }
 
-/// Raised by the body-limit wrapper when a streamed body crosses the limit.
-#[derive(Debug, thiserror::Error)]
-#[error("request body larger than the limit")]
-pub struct BodyTooLarge;
-
 /// Walks an error's source chain for a cause of type `T`.
 pub fn find_cause<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
@@ -181,7 +176,7 @@ pub fn classify_send_error(err: SendError, app_seen: bool) -> ProxyError {
 /// A failure of the client's request body found anywhere in an error chain:
 /// over the limit (413) or stalled (408).
 fn body_cause(err: &(dyn StdError + 'static)) -> Option<ProxyError> {
-    if find_cause::<BodyTooLarge>(err).is_some() {
+    if find_cause::<http_body_util::LengthLimitError>(err).is_some() {
         Some(ProxyError::BodyTooLarge)
     } else if find_cause::<crate::body::BodyStalled>(err).is_some() {
         Some(ProxyError::BodyTimeout)
