@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppLimitLayer {
-    state: Option<Arc<State>>,
+    state: Arc<State>,
 }
 
 struct State {
@@ -32,17 +32,14 @@ struct State {
 }
 
 impl AppLimitLayer {
-    /// `concurrency == 0` disables the limit (the layer passes through).
     pub fn new(concurrency: usize, queue: usize, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
-            state: (concurrency > 0).then(|| {
-                Arc::new(State {
-                    slots: Arc::new(Semaphore::new(concurrency)),
-                    waiting: AtomicUsize::new(0),
-                    max_waiting: queue,
-                    timeout,
-                    metrics,
-                })
+            state: Arc::new(State {
+                slots: Arc::new(Semaphore::new(concurrency)),
+                waiting: AtomicUsize::new(0),
+                max_waiting: queue,
+                timeout,
+                metrics,
             }),
         }
     }
@@ -61,7 +58,7 @@ impl<S> Layer<S> for AppLimitLayer {
 #[derive(Clone)]
 pub struct AppLimit<S> {
     inner: S,
-    state: Option<Arc<State>>,
+    state: Arc<State>,
 }
 
 impl<S> Service<Request<Body>> for AppLimit<S>
@@ -82,10 +79,7 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         use crate::ctx::Either;
-        let Some(state) = self.state.clone() else {
-            let fut = self.inner.call(req);
-            return Either::Inner(fut);
-        };
+        let state = self.state.clone();
         let permit = match state.slots.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {

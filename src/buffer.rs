@@ -70,17 +70,15 @@ impl Drop for Reservation {
 
 #[derive(Clone)]
 pub struct BufferLayer {
-    cfg: Option<Arc<Shared>>,
+    cfg: Arc<Shared>,
 }
 
 impl BufferLayer {
-    pub fn new(cfg: Option<BufferConfig>) -> Self {
+    pub fn new(cfg: BufferConfig) -> Self {
         Self {
-            cfg: cfg.map(|cfg| {
-                Arc::new(Shared {
-                    cfg,
-                    used: Arc::new(AtomicU64::new(0)),
-                })
+            cfg: Arc::new(Shared {
+                cfg,
+                used: Arc::new(AtomicU64::new(0)),
             }),
         }
     }
@@ -99,7 +97,7 @@ impl<S> Layer<S> for BufferLayer {
 #[derive(Clone)]
 pub struct Buffer<S> {
     inner: S,
-    cfg: Option<Arc<Shared>>,
+    cfg: Arc<Shared>,
 }
 
 impl<S> Service<Request<Body>> for Buffer<S>
@@ -120,10 +118,10 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         use crate::ctx::Either;
-        let cfg = match &self.cfg {
-            Some(c) if !req.body().is_end_stream() && !is_upgrade(&req) => c.clone(),
-            _ => return Either::Inner(self.inner.call(req)),
-        };
+        if req.body().is_end_stream() || is_upgrade(&req) {
+            return Either::Inner(self.inner.call(req));
+        }
+        let cfg = self.cfg.clone();
         let mut inner = self.inner.clone();
         Either::Boxed(Box::pin(async move {
             let (mut parts, b) = req.into_parts();

@@ -20,13 +20,13 @@ use crate::headers::X_FORWARDED_PREFIX;
 
 #[derive(Clone)]
 pub struct StripPrefixLayer {
-    prefix: Option<Arc<str>>,
+    prefix: Arc<str>,
 }
 
 impl StripPrefixLayer {
-    pub fn new(prefix: Option<String>) -> Self {
+    pub fn new(prefix: String) -> Self {
         Self {
-            prefix: prefix.map(Arc::from),
+            prefix: Arc::from(prefix),
         }
     }
 }
@@ -44,7 +44,7 @@ impl<S> Layer<S> for StripPrefixLayer {
 #[derive(Clone)]
 pub struct StripPrefix<S> {
     inner: S,
-    prefix: Option<Arc<str>>,
+    prefix: Arc<str>,
 }
 
 /// The path with `prefix` removed, if the path is under it.
@@ -71,9 +71,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let Some(prefix) = &self.prefix else {
-            return Either::Inner(self.inner.call(req));
-        };
+        let prefix = &self.prefix;
         let pq = req
             .uri()
             .path_and_query()

@@ -12,7 +12,7 @@
 //! 8. app concurrency limit (`PODGATE_APP_CONCURRENCY`) — queue, then 503;
 //! 9. the proxy — the pooled client to the app, retries and upgrades.
 //!
-//! Optional layers pass requests straight through when their setting is off.
+//! Optional layers are left out (`option_layer`) when their setting is off.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -50,15 +50,17 @@ pub fn build(
        + Sync
        + 'static {
     let inner = ServiceBuilder::new()
-        .layer(StaticFilesLayer::new(cfg.static_files()))
+        .option_layer(cfg.static_files().map(StaticFilesLayer::new))
         .layer(BodyLimitLayer::new(cfg.max_body, cfg.body_timeout))
-        .layer(BufferLayer::new(cfg.buffer()))
-        .layer(AppLimitLayer::new(
-            cfg.app_concurrency,
-            cfg.app_queue,
-            cfg.app_queue_timeout,
-            metrics.clone(),
-        ))
+        .option_layer(cfg.buffer().map(BufferLayer::new))
+        .option_layer((cfg.app_concurrency > 0).then(|| {
+            AppLimitLayer::new(
+                cfg.app_concurrency,
+                cfg.app_queue,
+                cfg.app_queue_timeout,
+                metrics.clone(),
+            )
+        }))
         .service(proxy);
     let inner = if cfg.compression.enabled() {
         let predicate =
@@ -79,7 +81,7 @@ pub fn build(
     ServiceBuilder::new()
         .layer(AccessLogLayer::new(cfg.access_log, metrics))
         .layer(NormalizeLayer::new(cfg.normalize()))
-        .layer(StripPrefixLayer::new(cfg.strip_prefix.clone()))
+        .option_layer(cfg.strip_prefix.clone().map(StripPrefixLayer::new))
         .service(inner)
 }
 

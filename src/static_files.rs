@@ -36,20 +36,18 @@ struct Shared {
 
 #[derive(Clone)]
 pub struct StaticFilesLayer {
-    shared: Option<Arc<Shared>>,
+    shared: Arc<Shared>,
 }
 
 impl StaticFilesLayer {
-    pub fn new(cfg: Option<StaticConfig>) -> Self {
+    pub fn new(cfg: StaticConfig) -> Self {
+        let root = std::fs::canonicalize(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
+        let serve = ServeDir::new(&root)
+            .append_index_html_on_directories(false)
+            .precompressed_br()
+            .precompressed_gzip();
         Self {
-            shared: cfg.map(|cfg| {
-                let root = std::fs::canonicalize(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
-                let serve = ServeDir::new(&root)
-                    .append_index_html_on_directories(false)
-                    .precompressed_br()
-                    .precompressed_gzip();
-                Arc::new(Shared { cfg, root, serve })
-            }),
+            shared: Arc::new(Shared { cfg, root, serve }),
         }
     }
 }
@@ -67,7 +65,7 @@ impl<S> Layer<S> for StaticFilesLayer {
 #[derive(Clone)]
 pub struct StaticFiles<S> {
     inner: S,
-    shared: Option<Arc<Shared>>,
+    shared: Arc<Shared>,
 }
 
 enum Decision {
@@ -106,22 +104,31 @@ async fn resolve(root: &Path, rel: &str) -> Decision {
     }
 }
 
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits, or bytes
+/// that are not UTF-8, mean the path names nothing.
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let malformed = b.iter().enumerate().any(|(i, &c)| {
+        c == b'%'
+            && !b
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
+
+/// What a path segment keeps unescaped in a redirect: RFC 3986 unreserved.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 fn percent_encode_path(p: &Path) -> String {
     let mut out = String::new();
@@ -130,13 +137,10 @@ fn percent_encode_path(p: &Path) -> String {
             continue;
         };
         out.push('/');
-        for b in seg.as_encoded_bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(b) {
-                out.push(*b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
+        out.extend(percent_encoding::percent_encode(
+            seg.as_encoded_bytes(),
+            SEGMENT,
+        ));
     }
     out
 }
@@ -167,10 +171,14 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         use crate::ctx::Either;
-        let shared = match &self.shared {
-            Some(s) if req.uri().path().starts_with(s.cfg.prefix.as_str()) => s.clone(),
-            _ => return Either::Inner(self.inner.call(req)),
-        };
+        if !req
+            .uri()
+            .path()
+            .starts_with(self.shared.cfg.prefix.as_str())
+        {
+            return Either::Inner(self.inner.call(req));
+        }
+        let shared = self.shared.clone();
         let mut inner = self.inner.clone();
         Either::Boxed(Box::pin(async move {
             let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
