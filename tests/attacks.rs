@@ -462,17 +462,6 @@ fn corpus() -> Vec<Case> {
     v
 }
 
-/// All values of a header in a raw head (case-insensitive name).
-fn header_values(head: &str, name: &str) -> Vec<String> {
-    head.split("\r\n")
-        .skip(1)
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-        .collect()
-}
-
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -26,10 +26,7 @@ async fn exchange_with(
 }
 
 fn app_header(rec: &Received, name: &str) -> Option<String> {
-    rec.head.split("\r\n").skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-    })
+    header_of(&rec.head, name)
 }
 
 #[tokio::test]

@@ -224,8 +224,9 @@ pub async fn spawn_raw_app(
 /// `stream`, keeping surplus bytes in `buf`. `None` on EOF before a head.
 pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Received> {
     let head_end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i + 4;
+        let mut headers = [httparse::EMPTY_HEADER; 1024];
+        if let Ok(httparse::Status::Complete(n)) = httparse::Request::new(&mut headers).parse(buf) {
+            break n;
         }
         let mut tmp = [0u8; 8192];
         let n = stream.read(&mut tmp).await.ok()?;
@@ -236,13 +237,16 @@ pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<R
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     buf.drain(..head_end);
-    let lower = head.to_ascii_lowercase();
+    let chunked = header_values(&head, "transfer-encoding")
+        .iter()
+        .any(|v| v.eq_ignore_ascii_case("chunked"));
+    let len = header_of(&head, "content-length").and_then(|v| v.parse::<usize>().ok());
     let mut rec = Received {
         head,
         body: Vec::new(),
         complete: false,
     };
-    if lower.contains("\r\ntransfer-encoding: chunked") {
+    if chunked {
         loop {
             let line_end = loop {
                 if let Some(i) = find(buf, b"\r\n") {
@@ -252,10 +256,13 @@ pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<R
                     return Some(rec);
                 }
             };
-            let size_str = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-            let size =
-                usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16).ok()?;
-            buf.drain(..line_end + 2);
+            let Ok(httparse::Status::Complete((used, size))) =
+                httparse::parse_chunk_size(&buf[..line_end + 2])
+            else {
+                return None;
+            };
+            let size = usize::try_from(size).ok()?;
+            buf.drain(..used);
             if size == 0 {
                 // trailers until empty line
                 loop {
@@ -281,11 +288,7 @@ pub async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<R
             buf.drain(..size + 2);
         }
     }
-    let len = lower
-        .split("\r\n")
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
+    let len = len.unwrap_or(0);
     while buf.len() < len {
         if !fill(stream, buf).await {
             rec.body = buf.clone();
@@ -419,23 +422,56 @@ pub async fn read_to_close(s: &mut TcpStream, limit: Duration) -> std::io::Resul
     Ok(out)
 }
 
-/// The status code of the first response in `text`, or 0.
+/// The status code of the first response in `text`, or 0 (the status line
+/// is enough: the rest of the head may still be missing).
 pub fn status_of(text: &str) -> u16 {
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    let mut headers = [httparse::EMPTY_HEADER; 0];
+    let mut r = httparse::Response::new(&mut headers);
+    let _ = r.parse(text.as_bytes());
+    r.code.unwrap_or(0)
 }
 
-/// The value of a header in a raw response head (case-insensitive name).
+/// The header fields of the first head in `text`, a request's or a
+/// response's, in order, parsed by httparse. A head that does not parse is
+/// a failure of the test (podgate must never send one); empty text has none.
+pub fn head_fields(text: &str) -> Vec<(String, String)> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let head = match text.find("\r\n\r\n") {
+        Some(i) => text[..i + 4].to_string(),
+        None => format!("{text}\r\n\r\n"),
+    };
+    let mut headers = vec![httparse::EMPTY_HEADER; 1024];
+    let fields = if head.starts_with("HTTP/") {
+        let mut r = httparse::Response::new(&mut headers);
+        r.parse(head.as_bytes()).map(|_| r.headers.to_vec())
+    } else {
+        let mut r = httparse::Request::new(&mut headers);
+        r.parse(head.as_bytes()).map(|_| r.headers.to_vec())
+    };
+    let fields = fields.unwrap_or_else(|e| panic!("unparsable head ({e}): {head:?}"));
+    fields
+        .iter()
+        .map(|h| {
+            let v = String::from_utf8_lossy(h.value).trim().to_string();
+            (h.name.to_string(), v)
+        })
+        .collect()
+}
+
+/// All values of a header in a raw head (case-insensitive name).
+pub fn header_values(text: &str, name: &str) -> Vec<String> {
+    head_fields(text)
+        .into_iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The value of a header in a raw head (case-insensitive name).
 pub fn header_of(text: &str, name: &str) -> Option<String> {
-    let head = text.split("\r\n\r\n").next()?;
-    head.split("\r\n").skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
+    header_values(text, name).into_iter().next()
 }
 
 /// Waits until everything podgate forwarded before now has been recorded by
