@@ -123,8 +123,9 @@ fi
 #     port identical to k8s/base's (native) and k8s/classic's (classic);
 #   - kubernetes-validate --strict for 1.29 and the newest, on every object of
 #     a built-in kind; the prometheus-operator objects (custom resources, no
-#     schema there) get a structural check, and every PromQL expression (the
-#     rules and the dashboard's) must parse with promtool.
+#     schema there) get a structural check, every PromQL expression (the
+#     rules and the dashboard's) must parse with promtool, and the alerts
+#     pass their unit tests (k8s/monitoring/prometheusrule.test.yaml).
 # Every YAML file under k8s/ must be used by a kustomization, except the
 # standalone examples in k8s/examples/.
 K8S_MAX=$("${KUBEVAL[@]}" --help | tr '\n' ' ' | sed -n 's/.*Defaults to \([0-9][0-9.]*\).*/\1/p')
@@ -396,7 +397,8 @@ for dirpath, _, files in os.walk(k8s):
     for f in files:
         p = os.path.join(dirpath, f)
         if f.endswith((".yaml", ".yml", ".json")) and f != "kustomization.yaml" and p not in used \
-                and not (p.startswith(examples + os.sep) and os.path.dirname(p) == examples):
+                and not (p.startswith(examples + os.sep) and os.path.dirname(p) == examples) \
+                and p != os.path.join(k8s, "monitoring", "prometheusrule.test.yaml"):
             err(f"{rel(p)}: not used by any kustomization (standalone examples go directly in k8s/examples/)")
 
 # --- the rendered objects ---------------------------------------------------
@@ -784,7 +786,13 @@ for f in rules dashboard; do
         fail "promtool check rules: $f (k8s/monitoring/$([ $f = rules ] && echo prometheusrule.yaml || echo podgate-dashboard.json))"
     fi
 done
-ok "promtool check rules ($("$PROMTOOL" --version 2>&1 | head -n 1 | awk '{print $3}')): PrometheusRule groups and every dashboard query parse"
+# The alerts' unit tests run against the same extracted groups (rules.yaml).
+cp k8s/monitoring/prometheusrule.test.yaml "$WORK/promql/"
+if ! (cd "$WORK/promql" && "$PROMTOOL" test rules prometheusrule.test.yaml) >"$LOGDIR/promtool-test.log" 2>&1; then
+    sed 's/^/    /' "$LOGDIR/promtool-test.log" >&2
+    fail "promtool test rules k8s/monitoring/prometheusrule.test.yaml"
+fi
+ok "promtool ($("$PROMTOOL" --version 2>&1 | head -n 1 | awk '{print $3}')): PrometheusRule groups and every dashboard query parse; $(grep -c '^  - name:' k8s/monitoring/prometheusrule.test.yaml) alert unit tests pass"
 
 # Rendered built-in objects, and the standalone examples as they are.
 mapfile -t MANIFESTS < <(find "$WORK/validate" -name '*.yaml' | sort; find k8s/examples -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) | sort)
