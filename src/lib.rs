@@ -1,34 +1,31 @@
 //! podgate: an HTTP proxy that runs beside a web app in a Kubernetes pod.
 //!
 //! The life of a request: the [`server`] accepts a client connection and
-//! detects HTTP/1.x or h2c; the [`stack`] runs the request through the access
-//! log, [`normalize`] (headers), [`limit`] (body size and pace) and the
-//! [`proxy`], which sends it to the app over a pooled HTTP/1.1 client and
-//! streams the answer back. [`admin`] serves probes and metrics on a port of
-//! its own; [`shutdown`] turns SIGTERM into a drain.
+//! detects HTTP/1.x or h2c; the [`stack`] runs the request through the
+//! [`layers`] (access log, headers, prefix, static files, limits, buffering,
+//! app concurrency) and the [`proxy`], which sends it to the app over a
+//! pooled HTTP/1.1 client ([`upstream`]) and streams the answer back. The
+//! types the layers share are in [`ctx`]; [`config`] is the one table of
+//! settings, parsed once. [`admin`] serves probes and metrics on a port of
+//! its own ([`health`], [`metrics`]); [`shutdown`] turns SIGTERM into a
+//! drain; [`cli`] holds the diagnostic subcommands.
 
-pub mod access_log;
 pub mod admin;
 #[cfg(target_env = "musl")]
 pub mod alloc;
-pub mod app_limit;
 pub mod body;
-pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod ctx;
 pub mod error;
 pub mod headers;
 pub mod health;
-pub mod limit;
+pub mod layers;
 pub mod metrics;
-pub mod normalize;
-pub mod prefix;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;
 pub mod stack;
-pub mod static_files;
 pub mod telemetry;
 pub mod upstream;
 

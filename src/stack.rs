@@ -24,17 +24,17 @@ use tower::{Service, ServiceBuilder};
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
 
-use crate::access_log::{AccessLogLayer, Logged};
-use crate::app_limit::AppLimitLayer;
 use crate::body::{self, Body};
-use crate::buffer::BufferLayer;
 use crate::config::Config;
-use crate::limit::BodyLimitLayer;
+use crate::layers::access_log::{AccessLogLayer, Logged};
+use crate::layers::app_limit::AppLimitLayer;
+use crate::layers::buffer::BufferLayer;
+use crate::layers::limit::BodyLimitLayer;
+use crate::layers::normalize::NormalizeLayer;
+use crate::layers::prefix::StripPrefixLayer;
+use crate::layers::static_files::StaticFilesLayer;
 use crate::metrics::Metrics;
-use crate::normalize::NormalizeLayer;
-use crate::prefix::StripPrefixLayer;
 use crate::proxy::Proxy;
-use crate::static_files::StaticFilesLayer;
 
 pub fn build(
     cfg: &Config,

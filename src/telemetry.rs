@@ -10,7 +10,7 @@
 //! (`podgate_log_lines_dropped_total`) rather than stalling traffic.
 //!
 //! Access lines share that batch but skip tracing's formatter: they are
-//! written by [`crate::access_log`] with a hand-rolled formatter, because
+//! written by [`crate::layers::access_log`] with a hand-rolled formatter, because
 //! the generic one cost about a quarter of podgate's CPU per request
 //! (measured with callgrind).
 

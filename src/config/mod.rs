@@ -1,7 +1,7 @@
 //! Configuration: `PODGATE_*` environment variables, read once with envy,
 //! then validated into a typed [`Config`].
 //!
-//! Each variable is one entry of the [`settings!`] table below: its field
+//! Each variable is one entry of the `settings!` table below: its field
 //! (where the value goes), type, name, default, parser and help text. The
 //! `Config` struct, the list of known names (unknown-variable warnings),
 //! `podgate config`, `/status` and the README table all come from it, so

@@ -2,12 +2,12 @@
 //! take only what they use and never import [`Config`] itself.
 
 use super::Config;
-use crate::buffer::BufferConfig;
 use crate::health::{CheckConfig, CheckMode};
-use crate::normalize::NormalizeConfig;
+use crate::layers::buffer::BufferConfig;
+use crate::layers::normalize::NormalizeConfig;
+use crate::layers::static_files::StaticConfig;
 use crate::proxy::ProxyConfig;
 use crate::server::ServerConfig;
-use crate::static_files::StaticConfig;
 
 impl Config {
     pub fn server(&self) -> ServerConfig {

@@ -2,7 +2,7 @@
 //!
 //! What the app receives must be clean (no hop-by-hop headers), honest (the
 //! true client address, from a trust model), and unambiguous (one framing,
-//! one Host). The [`crate::normalize`] layer applies these to every request.
+//! one Host). The [`crate::layers::normalize`] layer applies these to every request.
 
 mod forwarded;
 mod framing;
