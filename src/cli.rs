@@ -50,6 +50,23 @@ pub enum Command {
     Config,
     /// Print the version.
     Version,
+    /// Read an nginx sidecar's config and print the podgate env that does the same.
+    #[command(
+        long_about = "Reads the nginx config baked into a sidecar image (such as default.conf) and \
+prints the env block for the podgate container, as YAML ready to paste, then each directive that \
+is already what podgate does, and each one that is not carried over and why, with its line.\n\n\
+Exit status: 0 everything carried over, 2 something was not, 64 the file is not valid nginx \
+syntax (the message names the line), 66 the file cannot be read.",
+        after_help = "Examples:\n  podgate migrate-nginx default.conf\n  docker run --rm --entrypoint cat IMAGE /etc/nginx/conf.d/default.conf > default.conf\n  podgate migrate-nginx --table   # the mapping as a Markdown table"
+    )]
+    MigrateNginx {
+        /// The nginx config file (a server block, or a whole nginx.conf).
+        #[arg(required_unless_present = "table")]
+        file: Option<std::path::PathBuf>,
+        /// Print the directive-to-variable table as Markdown instead.
+        #[arg(long)]
+        table: bool,
+    },
 }
 
 /// The admin address to dial: an unspecified listen address means loopback.

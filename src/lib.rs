@@ -22,6 +22,7 @@ pub mod headers;
 pub mod health;
 pub mod layers;
 pub mod metrics;
+pub mod migrate;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;

@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         println!("podgate {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if let Command::MigrateNginx { file, table } = &command {
+        return podgate::migrate::run(file.as_deref(), *table);
+    }
     let loaded = match Config::from_env() {
         Ok(l) => l,
         Err(e) => {
@@ -70,7 +73,7 @@ fn main() -> ExitCode {
             Command::Status { json } => cli::status(&loaded, json).await,
             Command::Check => cli::check(&loaded).await,
             Command::Config => cli::config(&loaded),
-            Command::Version => ExitCode::SUCCESS,
+            Command::Version | Command::MigrateNginx { .. } => ExitCode::SUCCESS,
         }
     })
 }
