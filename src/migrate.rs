@@ -687,6 +687,8 @@ struct Setting {
     value: String,
     line: usize,
     from: String,
+    /// What the user should know about the value.
+    note: Option<String>,
 }
 
 /// A directive and what became of it.
@@ -726,6 +728,8 @@ pub struct Ctx {
     body_buffer: Option<(u64, usize, String)>,
     read_timeout: Option<(Duration, usize, String)>,
     seen: Vec<String>,
+    /// host[:port] of the first proxy_pass, what nginx sent as Host.
+    proxy_host: Option<String>,
 }
 
 impl Ctx {
@@ -772,8 +776,37 @@ impl Ctx {
                 value,
                 line: d.line,
                 from: d.text(),
+                note: None,
             },
         );
+    }
+
+    /// Adds what the user should know to a variable already set.
+    fn note(&mut self, name: &str, note: impl Into<String>) {
+        if let Some(s) = self.env.get_mut(name) {
+            s.note = Some(note.into());
+        }
+    }
+
+    /// Names every line a list variable came from.
+    fn gathered(&mut self, name: &str, directive: &str, items: &[(String, usize)]) {
+        if let Some(s) = self.env.get_mut(name) {
+            let lines: Vec<String> = items.iter().map(|i| i.1.to_string()).collect();
+            s.line = items.first().map(|i| i.1).unwrap_or(s.line);
+            s.from = format!(
+                "{directive} {}{}",
+                items
+                    .iter()
+                    .map(|i| i.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if lines.len() > 1 {
+                    format!(" (lines {})", lines.join(", "))
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
 
     fn no_env(&mut self, d: &Directive, why: impl Into<String>) {
@@ -1082,9 +1115,22 @@ fn convert_proxy_pass(ctx: &mut Ctx, d: &Directive) {
             return;
         }
     }
+    if ctx.proxy_host.is_none() {
+        ctx.proxy_host = Some(match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        });
+    }
     if port.is_none() {
         if let Some(up) = ctx.upstreams.get(&host).cloned() {
             ctx.seen.push(format!("upstream:{host}"));
+            ctx.no_env(
+                d,
+                format!(
+                    "no env needed: the app is the server of upstream {host} (line {})",
+                    up.line
+                ),
+            );
             convert_upstream(ctx, &up, d);
             return;
         }
@@ -1195,9 +1241,15 @@ fn convert_location(ctx: &mut Ctx, d: &Directive) {
         return;
     }
     let has = |n: &str| children.iter().any(|c| c.name == n);
+    // Files from the server's root: a location with only file-serving
+    // directives in it.
+    let static_only = !children.is_empty()
+        && children
+            .iter()
+            .all(|c| STATIC_DIRECTIVES.contains(&c.name.as_str()));
     if has("alias")
         || (has("root") && !has("proxy_pass"))
-        || (!has("proxy_pass") && ctx.server_root.is_some() && !children.is_empty())
+        || (static_only && ctx.server_root.is_some())
     {
         convert_static_location(ctx, d, path);
         return;
@@ -1229,6 +1281,17 @@ fn convert_location(ctx: &mut Ctx, d: &Directive) {
     ctx.walk(children);
     ctx.in_location = None;
 }
+
+/// What a static location may hold besides `alias`/`root`.
+const STATIC_DIRECTIVES: &[&str] = &[
+    "expires",
+    "add_header",
+    "access_log",
+    "log_not_found",
+    "gzip_static",
+    "brotli_static",
+    "try_files",
+];
 
 fn convert_static_location(ctx: &mut Ctx, d: &Directive, path: &str) {
     if ctx.env.contains_key("STATIC_DIR") {
@@ -1286,6 +1349,10 @@ fn convert_static_location(ctx: &mut Ctx, d: &Directive, path: &str) {
     };
     ctx.set("STATIC_PREFIX", prefix, d);
     ctx.set("STATIC_DIR", dir, d);
+    ctx.note(
+        "STATIC_DIR",
+        "must exist in the podgate container: mount the volume the app's collectstatic fills",
+    );
     match cache {
         Some((v, c)) => ctx.set("STATIC_CACHE_CONTROL", v, c),
         // nginx sent no Cache-Control without `expires`; podgate would.
@@ -1399,6 +1466,12 @@ fn convert_real_ip_from(ctx: &mut Ctx, d: &Directive) {
             .collect::<Vec<_>>()
             .join(",");
         ctx.set("TRUSTED_PROXIES", list, d);
+        let items = ctx.trusted.clone();
+        ctx.gathered("TRUSTED_PROXIES", "set_real_ip_from", &items);
+        ctx.note(
+            "TRUSTED_PROXIES",
+            "podgate's default trusts every private range; this list trusts only these",
+        );
     } else {
         ctx.drop(
             d,
@@ -1436,6 +1509,8 @@ fn convert_hide_header(ctx: &mut Ctx, d: &Directive) {
         .collect::<Vec<_>>()
         .join(",");
     ctx.set("HIDE_HEADERS", list, d);
+    let items = ctx.hide.clone();
+    ctx.gathered("HIDE_HEADERS", "proxy_hide_header", &items);
 }
 
 fn convert_set_header(ctx: &mut Ctx, d: &Directive) {
@@ -1530,6 +1605,10 @@ fn convert_body_temp_path(ctx: &mut Ctx, d: &Directive) {
         return;
     };
     ctx.set("BUFFER_DIR", a.trim_end_matches('/').to_string(), d);
+    ctx.note(
+        "BUFFER_DIR",
+        "must be a writable directory in the podgate container: mount an emptyDir there",
+    );
 }
 
 fn convert_gzip(ctx: &mut Ctx, d: &Directive) {
@@ -1597,6 +1676,10 @@ fn convert_rewrite(ctx: &mut Ctx, d: &Directive) {
     match strip_prefix_of(pat, repl) {
         Some(prefix) if flag_ok && d.args.len() <= 3 => {
             ctx.set("STRIP_PREFIX", prefix, d);
+            ctx.note(
+                "STRIP_PREFIX",
+                "podgate answers 404 outside the prefix, where this rewrite let other paths through unchanged",
+            );
         }
         _ => ctx.drop(
             d,
@@ -1651,10 +1734,22 @@ fn convert_include(ctx: &mut Ctx, d: &Directive) {
     }
 }
 
+/// One variable to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    /// Without the `PODGATE_` prefix.
+    pub name: &'static str,
+    pub value: String,
+    /// The line of the directive it came from, and the directive.
+    pub line: usize,
+    pub from: String,
+    pub note: Option<String>,
+}
+
 /// The result of a migration.
 pub struct Migration {
-    /// `(name without prefix, value, line, directive)`, in README order.
-    pub env: Vec<(&'static str, String, usize, String)>,
+    /// In README order.
+    pub env: Vec<EnvVar>,
     pub defaults: Vec<Note>,
     pub dropped: Vec<Note>,
     /// What nginx did without a directive and podgate does differently.
@@ -1699,9 +1794,14 @@ pub fn migrate(tree: &[Directive]) -> Migration {
         d.name == "proxy_set_header" && d.arg(0).is_some_and(|h| h.eq_ignore_ascii_case("host"))
     });
     if !host_set {
-        implicit.push("nginx sent the app `Host: 127.0.0.1:8000` (the proxy_pass address); podgate passes the client's Host: the app (Django's ALLOWED_HOSTS) must accept the real host names".to_string());
+        let proxy_host = ctx.proxy_host.as_deref().unwrap_or("127.0.0.1:8000");
+        implicit.push(format!("nginx sent the app `Host: {proxy_host}` (the proxy_pass address); podgate passes the client's Host: the app (Django's ALLOWED_HOSTS) must accept the real host names"));
     }
-    if !seen("proxy_set_header") {
+    if !tree_has(tree, &|d| {
+        d.name == "proxy_set_header"
+            && d.arg(0)
+                .is_some_and(|h| h.eq_ignore_ascii_case("x-forwarded-for"))
+    }) {
         implicit.push("nginx sent no X-Forwarded-* headers; podgate sets X-Forwarded-For/-Proto/-Host/-Port and X-Real-IP".to_string());
     }
     if !seen("proxy_request_buffering") && !seen("client_body_buffer_size") {
@@ -1711,11 +1811,17 @@ pub fn migrate(tree: &[Directive]) -> Migration {
     let mut env: Vec<_> = ctx
         .env
         .into_iter()
-        .map(|(k, s)| (k, s.value, s.line, s.from))
+        .map(|(name, s)| EnvVar {
+            name,
+            value: s.value,
+            line: s.line,
+            from: s.from,
+            note: s.note,
+        })
         .collect();
     env.sort_by_key(|e| {
         VARS.iter()
-            .position(|v| v.name == e.0)
+            .position(|v| v.name == e.name)
             .unwrap_or(usize::MAX)
     });
     let mut defaults = ctx.defaults;
@@ -1755,6 +1861,7 @@ fn finish(ctx: &mut Ctx) {
                     value: list.join(","),
                     line,
                     from,
+                    note: None,
                 },
             );
         }
@@ -1764,12 +1871,20 @@ fn finish(ctx: &mut Ctx) {
     match (&ctx.body_buffer, buffering_on) {
         (Some((n, line, text)), true) => {
             let (n, line, text) = (*n, *line, text.clone());
+            if let Some((true, bline, btext)) = ctx.request_buffering.clone() {
+                ctx.defaults.push(Note {
+                    line: bline,
+                    directive: btext,
+                    why: format!("carried over with client_body_buffer_size (line {line}) as PODGATE_BUFFER_REQUESTS"),
+                });
+            }
             ctx.env.insert(
                 "BUFFER_REQUESTS",
                 Setting {
                     value: podgate_size(n),
                     line,
                     from: text,
+                    note: None,
                 },
             );
         }
@@ -1787,7 +1902,8 @@ fn finish(ctx: &mut Ctx) {
                     Setting {
                         value: "16k".into(),
                         line,
-                        from: format!("{text} (client_body_buffer_size: nginx's default 16k)"),
+                        from: text,
+                        note: Some("nginx's default client_body_buffer_size".into()),
                     },
                 );
             }
@@ -1802,13 +1918,6 @@ fn finish(ctx: &mut Ctx) {
                 why: format!("not carried over in full: nginx wrote bodies above {} to a temp file; podgate refuses them with 413 unless PODGATE_BUFFER_DIR names a writable directory (mount an emptyDir and set it)", s.value),
             });
         }
-    }
-    if let Some(s) = ctx.env.get("STRIP_PREFIX").cloned() {
-        ctx.defaults.push(Note {
-            line: s.line,
-            directive: s.from,
-            why: format!("carried over as PODGATE_STRIP_PREFIX={}; podgate answers 404 outside the prefix, where nginx passed those paths on unchanged", s.value),
-        });
     }
 }
 
@@ -1868,13 +1977,22 @@ pub fn render(file: &str, m: &Migration) -> String {
         s.push_str("env: []\n");
     } else {
         s.push_str("env:\n");
-        for (name, value, line, from) in &m.env {
-            let _ = writeln!(
+        for e in &m.env {
+            let _ = write!(
                 s,
-                "  - name: {}{name}\n    value: {}  # line {line}: {from}",
+                "  - name: {}{}\n    value: {}  # line {}: {}",
                 config::PREFIX,
-                yaml_str(value)
+                e.name,
+                yaml_str(&e.value),
+                e.line,
+                e.from
             );
+            match &e.note {
+                Some(n) => {
+                    let _ = writeln!(s, " — {n}");
+                }
+                None => s.push('\n'),
+            }
         }
     }
     if !m.defaults.is_empty() {
