@@ -1772,14 +1772,12 @@ pub fn migrate(tree: &[Directive]) -> Migration {
         ctx.apply(d);
     }
     for u in ctx.upstreams.values().cloned().collect::<Vec<_>>() {
-        if !ctx
+        let used = ctx
             .seen
             .iter()
-            .any(|s| s == &format!("upstream:{}", u.args[0]))
-        {
-            if !ctx.defaults.iter().any(|n| n.line == u.line) {
-                ctx.no_env(&u, "no env needed: no proxy_pass uses this upstream");
-            }
+            .any(|s| s == &format!("upstream:{}", u.args[0]));
+        if !used {
+            ctx.no_env(&u, "no env needed: no proxy_pass uses this upstream");
         }
     }
     finish(&mut ctx);
@@ -2203,7 +2201,7 @@ mod tests {
     }
 
     fn env_of(m: &Migration) -> Vec<(&str, &str)> {
-        m.env.iter().map(|e| (e.0, e.1.as_str())).collect()
+        m.env.iter().map(|e| (e.name, e.value.as_str())).collect()
     }
 
     #[test]
@@ -2237,7 +2235,7 @@ mod tests {
         // 1k buffers make a 4k head limit, below podgate's 8k minimum.
         let m = run_on("server {\n large_client_header_buffers 4 1k;\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
         assert!(
-            m.env.iter().all(|e| e.0 != "MAX_HEADER_BYTES"),
+            m.env.iter().all(|e| e.name != "MAX_HEADER_BYTES"),
             "{:?}",
             m.env
         );
