@@ -570,7 +570,7 @@ pub static RULES: &[Rule] = &[
     rule!(&["keepalive_requests"], "`keepalive_requests 1000;`", unsupported "podgate does not close a connection after a number of requests"),
     rule!(&["large_client_header_buffers"], "`large_client_header_buffers 4 16k;`", "`PODGATE_MAX_URI=16k` (a request line fits one buffer) `PODGATE_MAX_HEADER_BYTES=64k` (all of them)",
         &["MAX_URI", "MAX_HEADER_BYTES"], convert_header_buffers),
-    rule!(&["client_header_buffer_size"], "`client_header_buffer_size 1k;`", default "podgate grows its request-head buffer as needed, up to PODGATE_MAX_HEADER_BYTES"),
+    rule!(&["client_header_buffer_size"], "`client_header_buffer_size 1k;`", default "podgate limits the whole request head with PODGATE_MAX_HEADER_BYTES (see large_client_header_buffers)"),
     rule!(&["http2_max_concurrent_streams"], "`http2_max_concurrent_streams 64;`", "`PODGATE_H2_MAX_STREAMS=64`", &["H2_MAX_STREAMS"], convert_h2_streams),
     rule!(&["http2"], "`http2 on;`", default "podgate speaks HTTP/2 cleartext to a client that starts with it, without a setting"),
     rule!(&["underscores_in_headers"], "`underscores_in_headers on;`", "`PODGATE_UNDERSCORE_HEADERS=allow` (`off` is the default: `drop`)",
@@ -609,7 +609,7 @@ pub static RULES: &[Rule] = &[
     rule!(&["gzip_vary"], "`gzip_vary on;`", default "podgate adds Vary: Accept-Encoding to every response it may compress"),
     rule!(&["gzip_proxied"], "`gzip_proxied any;`", default "podgate compresses whether or not the request came through another proxy"),
     rule!(&["gzip_http_version", "gzip_buffers", "brotli_buffers", "brotli_window"], "`gzip_http_version 1.1;`, `gzip_buffers`", default "podgate compresses for HTTP/1.1 and HTTP/2 clients alike, with buffers it sizes itself"),
-    rule!(&["gzip_comp_level", "brotli_comp_level"], "`gzip_comp_level 5;`", unsupported "podgate compresses at a fixed level (gzip 6)"),
+    rule!(&["gzip_comp_level", "brotli_comp_level"], "`gzip_comp_level 5;`", unsupported "podgate compresses at a fixed level (gzip: 6, zlib's default)"),
     rule!(&["gzip_disable"], "`gzip_disable \"msie6\";`", unsupported "podgate has no per-User-Agent exceptions"),
     rule!(&["gzip_static", "brotli_static"], "`gzip_static on;`", default "podgate serves a `.gz`/`.br` file next to a static file when the client accepts it"),
     rule!(&["rewrite"], "`rewrite ^/test01/(.*)$ /$1 break;`, `rewrite ^/test01(/.*)$ $1 break;`", "`PODGATE_STRIP_PREFIX=/test01` (requests outside the prefix get 404, where nginx passed them on unchanged); any other rewrite is not carried over",
@@ -638,7 +638,7 @@ pub static RULES: &[Rule] = &[
     rule!(&["client_body_in_file_only", "client_body_in_single_buffer"], "`client_body_in_file_only on;`", unsupported "podgate spools only bodies above PODGATE_BUFFER_REQUESTS to PODGATE_BUFFER_DIR"),
     rule!(&["proxy_next_upstream", "proxy_next_upstream_tries", "proxy_next_upstream_timeout"], "`proxy_next_upstream error timeout;`", unsupported "podgate forwards to one app; it retries a request once, on a fresh connection, only when a kept-alive connection was closed under it and the retry is safe"),
     rule!(&["proxy_intercept_errors", "error_page"], "`error_page 502 /502.html;`, `proxy_intercept_errors on;`", unsupported "podgate passes the app's error responses as they are and answers its own errors with a short plain-text body"),
-    rule!(&["proxy_ignore_client_abort"], "`proxy_ignore_client_abort on;`", unsupported "podgate closes the app connection when the client goes away"),
+    rule!(&["proxy_ignore_client_abort"], "`proxy_ignore_client_abort on;`", unsupported "podgate drops the request to the app when the client goes away"),
     rule!(&["proxy_cache*", "proxy_no_cache", "proxy_store*"], "`proxy_cache`, `proxy_cache_path`, `proxy_cache_valid`", unsupported "podgate caches nothing; put a cache in front (a CDN, the ingress) or in the app"),
     rule!(&["auth_basic", "auth_basic_user_file", "auth_request", "auth_request_set", "satisfy", "allow", "deny"], "`auth_basic`, `auth_request`, `allow`/`deny`", unsupported "podgate does no authentication or access control; do it in the app, the ingress, or a NetworkPolicy"),
     rule!(&["limit_req", "limit_req_zone", "limit_req_status", "limit_req_log_level", "limit_rate", "limit_rate_after"], "`limit_req zone=one burst=5;`, `limit_rate`", unsupported "podgate does no rate limiting; PODGATE_APP_CONCURRENCY bounds the requests in flight to the app"),
@@ -933,8 +933,10 @@ fn convert_container(ctx: &mut Ctx, d: &Directive) {
             ctx.drop(u, "an upstream needs a name and a block");
         }
     }
-    let (locations, rest): (Vec<&Directive>, Vec<&Directive>) =
+    let (mut locations, rest): (Vec<&Directive>, Vec<&Directive>) =
         rest.into_iter().partition(|c| c.name == "location");
+    // `location /` names the app; other locations are compared with it.
+    locations.sort_by_key(|l| l.args.as_slice() != ["/"]);
     // Server-level settings first, so a location sees its server's root.
     for c in rest {
         if c.name == "root" && d.name == "server" {
@@ -980,22 +982,19 @@ fn convert_listen(ctx: &mut Ctx, d: &Directive) {
         );
         return;
     };
-    if let Some(prev) = ctx.env.get("LISTEN").map(|s| s.value.clone()).or_else(|| {
-        ctx.seen
-            .iter()
-            .filter(|s| *s == "listen")
-            .nth(1)
-            .map(|_| Ctx::var_default("LISTEN").to_string())
-    }) {
-        if ctx.seen.iter().filter(|s| *s == "listen").count() > 1 {
-            let why = if socket.is_ipv6() {
-                format!("podgate listens on one address ({prev}); on an IPv6 or dual-stack cluster set PODGATE_LISTEN=[::]:{} instead", socket.port())
-            } else {
-                format!("podgate listens on one address ({prev})")
-            };
-            ctx.drop(d, why);
-            return;
-        }
+    if ctx.seen.iter().filter(|s| *s == "listen").count() > 1 {
+        let prev = ctx
+            .env
+            .get("LISTEN")
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| Ctx::var_default("LISTEN").to_string());
+        let why = if socket.is_ipv6() {
+            format!("podgate listens on one address ({prev}); on an IPv6 or dual-stack cluster set PODGATE_LISTEN=[::]:{} instead", socket.port())
+        } else {
+            format!("podgate listens on one address ({prev})")
+        };
+        ctx.drop(d, why);
+        return;
     }
     if !dropped_opts.is_empty() {
         let why = if dropped_opts.iter().any(|o| o == "ssl" || o == "quic") {
@@ -1241,17 +1240,23 @@ fn convert_location(ctx: &mut Ctx, d: &Directive) {
         return;
     }
     let has = |n: &str| children.iter().any(|c| c.name == n);
-    // Files from the server's root: a location with only file-serving
-    // directives in it.
-    let static_only = !children.is_empty()
-        && children
-            .iter()
-            .all(|c| STATIC_DIRECTIVES.contains(&c.name.as_str()));
+    // A location with only file-serving directives in it (or none) serves
+    // files from the server's root.
+    let static_only = children
+        .iter()
+        .all(|c| STATIC_DIRECTIVES.contains(&c.name.as_str()));
     if has("alias")
         || (has("root") && !has("proxy_pass"))
         || (static_only && ctx.server_root.is_some())
     {
         convert_static_location(ctx, d, path);
+        return;
+    }
+    if static_only {
+        ctx.drop(
+            d,
+            "with no root or alias it serves files from nginx's own html directory",
+        );
         return;
     }
     if let Some(pp) = children.iter().find(|c| c.name == "proxy_pass") {
@@ -2228,6 +2233,104 @@ mod tests {
             ]
         );
         assert!(m.dropped.is_empty(), "{:?}", m.dropped);
+    }
+
+    fn dropped_lines(m: &Migration) -> Vec<usize> {
+        m.dropped.iter().map(|n| n.line).collect()
+    }
+
+    #[test]
+    fn one_listener_one_app() {
+        let m = run_on("server {\n listen 80;\n listen [::]:80;\n location /api/ { proxy_pass http://127.0.0.1:9000; }\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
+        assert!(m.env.is_empty(), "{:?}", m.env);
+        assert_eq!(dropped_lines(&m), [3, 4], "{:?}", m.dropped);
+        assert!(
+            m.dropped[0].why.contains("PODGATE_LISTEN=[::]:80"),
+            "{:?}",
+            m.dropped
+        );
+        assert!(
+            m.dropped[1].why.contains("one app (127.0.0.1:8000)"),
+            "{:?}",
+            m.dropped
+        );
+    }
+
+    #[test]
+    fn a_compose_host_name_keeps_its_port_only() {
+        let m = run_on("upstream myweb { server djangotest:8000; }\nserver {\n listen 80;\n location / { proxy_pass http://myweb; }\n}\n");
+        assert!(m.env.is_empty(), "{:?}", m.env);
+        assert_eq!(dropped_lines(&m), [1]);
+        assert!(m.dropped[0].why.contains("by IP"), "{:?}", m.dropped);
+    }
+
+    #[test]
+    fn static_files_without_expires_get_no_cache_control() {
+        let m = run_on("server {\n root /srv;\n location /assets/ { }\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
+        assert_eq!(
+            env_of(&m),
+            [
+                ("STATIC_DIR", "/srv/assets"),
+                ("STATIC_PREFIX", "/assets/"),
+                ("STATIC_CACHE_CONTROL", ""),
+            ],
+            "an empty location serves the server's root"
+        );
+        let m = run_on("server {\n location /assets/ { root /srv; }\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
+        assert_eq!(
+            env_of(&m),
+            [
+                ("STATIC_DIR", "/srv/assets"),
+                ("STATIC_PREFIX", "/assets/"),
+                ("STATIC_CACHE_CONTROL", ""),
+            ]
+        );
+        // A location with a rule in it is not a static one.
+        let m = run_on("server {\n root /srv;\n location /healthz { return 200; }\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
+        assert!(m.env.is_empty(), "{:?}", m.env);
+        assert_eq!(dropped_lines(&m), [3]);
+    }
+
+    #[test]
+    fn gzip_and_brotli_together_and_partial_keepalive() {
+        let m = run_on("server {\n gzip on;\n brotli on;\n keepalive_timeout 30s 25s;\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
+        assert_eq!(
+            env_of(&m),
+            [("IDLE_TIMEOUT", "30s"), ("COMPRESSION", "gzip,br")]
+        );
+        assert_eq!(dropped_lines(&m), [4]);
+        assert!(m.dropped[0].why.contains("the second value"));
+    }
+
+    #[test]
+    fn only_a_prefix_strip_is_a_rewrite_podgate_does() {
+        let m = run_on("server {\n rewrite ^/old/(.*)$ /new/$1 permanent;\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
+        assert!(m.env.is_empty());
+        assert_eq!(dropped_lines(&m), [2]);
+        let m = run_on("server {\n location / {\n  rewrite ^/test01(/.*)$ $1 break;\n  proxy_pass http://127.0.0.1:8000;\n }\n}\n");
+        assert_eq!(env_of(&m), [("STRIP_PREFIX", "/test01")]);
+    }
+
+    #[test]
+    fn per_location_settings_are_not_global() {
+        let m = run_on("server {\n location /upload/ {\n  client_max_body_size 1g;\n  proxy_pass http://127.0.0.1:8000;\n }\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
+        assert!(m.env.is_empty(), "{:?}", m.env);
+        assert_eq!(dropped_lines(&m), [3]);
+        assert!(m.dropped[0].why.contains("location /upload/"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_names_a_line(src in "[a-z_ ;{}#\"'\\$\n/0-9.:]{0,200}") {
+            let lines = src.lines().count().max(1);
+            match parse(&src) {
+                Ok(tree) => {
+                    let m = migrate(&tree);
+                    let _ = render("x", &m);
+                }
+                Err(e) => proptest::prop_assert!(e.line >= 1 && e.line <= lines + 1, "{e} in {src:?}"),
+            }
+        }
     }
 
     #[test]
