@@ -25,7 +25,7 @@ use crate::health::{self, CheckMode};
 normalisation, Prometheus metrics and a graceful drain on SIGTERM. It is configured only by \
 PODGATE_* environment variables: run `podgate config` to list them with their values.\n\n\
 With no subcommand, podgate runs the proxy.",
-    after_help = "Examples:\n  kubectl exec POD -c podgate -- podgate status\n  kubectl exec POD -c podgate -- podgate check\n  kubectl exec POD -c podgate -- podgate config"
+    after_help = "Examples:\n  kubectl exec POD -c podgate -- podgate status\n  kubectl exec POD -c podgate -- podgate check\n  kubectl exec POD -c podgate -- podgate config\n  podgate migrate-nginx default.conf   # the env block from an nginx sidecar's config"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -57,11 +57,11 @@ prints the env block for the podgate container, as YAML ready to paste, then eac
 is already what podgate does, and each one that is not carried over and why, with its line.\n\n\
 Exit status: 0 everything carried over, 2 something was not, 64 the file is not valid nginx \
 syntax (the message names the line), 66 the file cannot be read.",
-        after_help = "Examples:\n  podgate migrate-nginx default.conf\n  docker run --rm --entrypoint cat IMAGE /etc/nginx/conf.d/default.conf > default.conf\n  podgate migrate-nginx --table   # the mapping as a Markdown table"
+        after_help = "Examples:\n  docker run --rm --entrypoint cat IMAGE /etc/nginx/conf.d/default.conf > default.conf\n  podgate migrate-nginx default.conf\n  podgate migrate-nginx --table   # the mapping as a Markdown table"
     )]
     MigrateNginx {
         /// The nginx config file (a server block, or a whole nginx.conf).
-        #[arg(required_unless_present = "table")]
+        /// Required unless --table.
         file: Option<std::path::PathBuf>,
         /// Print the directive-to-variable table as Markdown instead.
         #[arg(long)]

@@ -372,6 +372,18 @@ fn a_file_that_cannot_be_read_exits_66() {
 }
 
 #[test]
+fn no_file_is_a_usage_error_not_a_partial_migration() {
+    let r = run(bin().arg("migrate-nginx").output().unwrap());
+    assert_eq!(r.code, 64, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("give the nginx config file"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
 fn help_names_the_exit_codes() {
     let r = run(bin().args(["migrate-nginx", "--help"]).output().unwrap());
     assert_eq!(r.code, 0);
