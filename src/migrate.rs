@@ -1928,6 +1928,11 @@ fn finish(ctx: &mut Ctx) {
 /// value podgate refuses is moved to the not-carried list. Directories are
 /// left out: they are checked in the container, where they exist.
 fn validate(ctx: &mut Ctx) {
+    debug_assert!(
+        ctx.env.keys().all(|k| VARS.iter().any(|v| v.name == *k)),
+        "a variable podgate does not read: {:?}",
+        ctx.env.keys()
+    );
     let vars: Vec<(String, String)> = ctx
         .env
         .iter()

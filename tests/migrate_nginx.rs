@@ -339,6 +339,29 @@ fn what_podgate_does_not_do_is_listed_line_by_line_with_exit_2() {
 }
 
 #[test]
+fn the_compose_upstream_keeps_its_port_and_says_why_not_its_host() {
+    let r = migrate("compose-upstream.conf");
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    // Port 8000 is podgate's default; the Compose service name is not an IP.
+    assert!(parse_env_block(&r.stdout).is_empty(), "{}", r.stdout);
+    let dropped = section(&r.stdout, DROPPED);
+    assert_eq!(dropped.len(), 1, "{}", r.stdout);
+    assert!(
+        dropped[0].starts_with(
+            "# line 3: server djangotest:8000 — not carried over: the host name \"djangotest\""
+        ),
+        "{}",
+        dropped[0]
+    );
+    assert!(dropped[0].contains("127.0.0.1"), "{}", dropped[0]);
+    assert!(section(&r.stdout, DEFAULTS)
+        .iter()
+        .any(|l| l.starts_with("# line 11: proxy_pass http://myweb — no env needed: the app is the server of upstream myweb (line 2)")));
+    // nginx sent the upstream's name as Host.
+    assert!(r.stdout.contains("`Host: myweb`"), "{}", r.stdout);
+}
+
+#[test]
 fn files_that_are_not_nginx_syntax_exit_64_with_the_line() {
     for (file, line, what) in [
         ("broken-brace.conf", 1, "unbalanced braces"),
