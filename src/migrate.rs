@@ -1130,7 +1130,7 @@ fn convert_proxy_pass(ctx: &mut Ctx, d: &Directive) {
                     up.line
                 ),
             );
-            convert_upstream(ctx, &up, d);
+            convert_upstream(ctx, &up);
             return;
         }
     }
@@ -1141,7 +1141,7 @@ fn upstream_rule() -> &'static Rule {
     rule_for("upstream").unwrap_or(&RULES[0])
 }
 
-fn convert_upstream(ctx: &mut Ctx, up: &Directive, _via: &Directive) {
+fn convert_upstream(ctx: &mut Ctx, up: &Directive) {
     let outer = std::mem::replace(&mut ctx.in_upstream, true);
     let loc = ctx.in_location.take();
     let mut servers = 0;
