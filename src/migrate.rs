@@ -559,7 +559,7 @@ pub static RULES: &[Rule] = &[
         &["MAX_BODY"], convert_max_body),
     rule!(&["proxy_connect_timeout"], "`proxy_connect_timeout 5s;`", "`PODGATE_CONNECT_TIMEOUT=5s` (default `2s`: the app is on loopback)",
         &["CONNECT_TIMEOUT"], convert_connect_timeout),
-    rule!(&["proxy_read_timeout"], "`proxy_read_timeout 300;`", "`PODGATE_UPSTREAM_TIMEOUT=5m`; above 5m also `PODGATE_TUNNEL_IDLE_TIMEOUT` (nginx's read timeout closed quiet WebSockets too)",
+    rule!(&["proxy_read_timeout"], "`proxy_read_timeout 300;`", "`PODGATE_UPSTREAM_TIMEOUT=5m`; above 5m also `PODGATE_TUNNEL_IDLE_TIMEOUT` (nginx's read timeout closed quiet WebSockets too); in a WebSocket location (one that sets `Upgrade`) only `PODGATE_TUNNEL_IDLE_TIMEOUT`",
         &["UPSTREAM_TIMEOUT", "TUNNEL_IDLE_TIMEOUT"], convert_read_timeout),
     rule!(&["proxy_send_timeout"], "`proxy_send_timeout 60s;`", unsupported "podgate has no separate send timeout: PODGATE_UPSTREAM_TIMEOUT runs from the moment the request goes to the app until its response starts, so it bounds sending the request too"),
     rule!(&["send_timeout"], "`send_timeout 30s;`", "`PODGATE_SEND_TIMEOUT=30s`", &["SEND_TIMEOUT"], convert_send_timeout),
@@ -643,7 +643,9 @@ pub static RULES: &[Rule] = &[
     rule!(&["auth_basic", "auth_basic_user_file", "auth_request", "auth_request_set", "satisfy", "allow", "deny"], "`auth_basic`, `auth_request`, `allow`/`deny`", unsupported "podgate does no authentication or access control; do it in the app, the ingress, or a NetworkPolicy"),
     rule!(&["limit_req", "limit_req_zone", "limit_req_status", "limit_req_log_level", "limit_rate", "limit_rate_after"], "`limit_req zone=one burst=5;`, `limit_rate`", unsupported "podgate does no rate limiting; PODGATE_APP_CONCURRENCY bounds the requests in flight to the app"),
     rule!(&["limit_conn", "limit_conn_zone", "limit_conn_status", "limit_conn_log_level"], "`limit_conn addr 10;`", unsupported "podgate has no per-client connection limit; PODGATE_MAX_CONNECTIONS bounds all client connections, PODGATE_H2_MAX_STREAMS the requests of one HTTP/2 connection"),
-    rule!(&["if", "return", "set", "map", "geo", "split_clients", "try_files", "limit_except", "break"], "`if (…) { … }`, `return 301 …;`, `set`, `map`, `try_files`", unsupported "podgate has no request rules: every request outside the static prefix goes to the app"),
+    rule!(&["map"], "`map $http_upgrade $connection_upgrade { default upgrade; '' close; }`",
+        "nothing to do for the WebSocket `Connection` map: podgate tunnels upgrades itself; any other map is not carried over", &[], convert_map),
+    rule!(&["if", "return", "set", "geo", "split_clients", "try_files", "limit_except", "break"], "`if (…) { … }`, `return 301 …;`, `set`, `geo`, `try_files`", unsupported "podgate has no request rules: every request outside the static prefix goes to the app"),
     rule!(&["ssl*", "proxy_ssl*", "http3", "quic*"], "`ssl_certificate …;`", unsupported "podgate speaks plain HTTP: TLS ends at the ingress or a service mesh"),
     rule!(&["sub_filter*", "proxy_pass_header", "proxy_ignore_headers", "proxy_cookie_domain", "proxy_cookie_path", "proxy_cookie_flags", "proxy_pass_request_headers", "proxy_pass_request_body", "proxy_set_body", "proxy_method"],
         "`sub_filter`, `proxy_cookie_path`, `proxy_pass_header`", unsupported "podgate forwards requests and responses as they are, apart from its documented header handling"),
@@ -726,7 +728,8 @@ pub struct Ctx {
     brotli: Option<(bool, usize, String)>,
     request_buffering: Option<(bool, usize, String)>,
     body_buffer: Option<(u64, usize, String)>,
-    read_timeout: Option<(Duration, usize, String)>,
+    /// Inside a location that sets `Upgrade`: a WebSocket location.
+    upgrade_location: bool,
     seen: Vec<String>,
     /// host[:port] of the first proxy_pass, what nginx sent as Host.
     proxy_host: Option<String>,
@@ -835,16 +838,19 @@ impl Ctx {
         if let Some(loc) = self.in_location.clone() {
             // Settings inside a location other than `/` apply to that path
             // only; podgate's apply to every request.
-            if !matches!(rule.action, Action::Default(_) | Action::Unsupported(_))
-                && ![
-                    "proxy_pass",
-                    "rewrite",
-                    "proxy_set_header",
-                    "proxy_http_version",
-                    "proxy_redirect",
-                ]
-                .contains(&d.name.as_str())
-            {
+            // Those that only say what podgate does anyway are read as
+            // usual, and so is the read timeout of a WebSocket location.
+            let converts = matches!(rule.action, Action::Convert(_));
+            let path_neutral = [
+                "proxy_pass",
+                "rewrite",
+                "proxy_set_header",
+                "proxy_http_version",
+                "proxy_redirect",
+            ]
+            .contains(&d.name.as_str());
+            let tunnel_timeout = self.upgrade_location && d.name == "proxy_read_timeout";
+            if converts && !path_neutral && !tunnel_timeout {
                 self.drop(
                     d,
                     format!("it applies to `location {loc}` only, and podgate's settings apply to every request"),
@@ -1283,8 +1289,12 @@ fn convert_location(ctx: &mut Ctx, d: &Directive) {
         }
     }
     ctx.in_location = Some(path.to_string());
+    ctx.upgrade_location = children.iter().any(|c| {
+        c.name == "proxy_set_header" && c.arg(0).is_some_and(|h| h.eq_ignore_ascii_case("upgrade"))
+    });
     ctx.walk(children);
     ctx.in_location = None;
+    ctx.upgrade_location = false;
 }
 
 /// What a static location may hold besides `alias`/`root`.
@@ -1379,8 +1389,18 @@ fn convert_connect_timeout(ctx: &mut Ctx, d: &Directive) {
 }
 
 fn convert_read_timeout(ctx: &mut Ctx, d: &Directive) {
+    if ctx.in_location.is_some() {
+        // Only reached in a WebSocket location: there nginx's read timeout
+        // is how long a quiet tunnel lives.
+        if time_var(ctx, d, "TUNNEL_IDLE_TIMEOUT").is_some() {
+            ctx.note(
+                "TUNNEL_IDLE_TIMEOUT",
+                "in a WebSocket location nginx's read timeout is how long a quiet tunnel lives",
+            );
+        }
+        return;
+    }
     if let Some(t) = time_var(ctx, d, "UPSTREAM_TIMEOUT") {
-        ctx.read_timeout = Some((t, d.line, d.text()));
         let tunnel_default = config::parse_duration(Ctx::var_default("TUNNEL_IDLE_TIMEOUT"));
         if tunnel_default.is_some_and(|def| t > def) {
             ctx.set("TUNNEL_IDLE_TIMEOUT", podgate_time(t), d);
@@ -1554,6 +1574,20 @@ fn convert_set_header(ctx: &mut Ctx, d: &Directive) {
         }
     };
     ctx.no_env(d, why);
+}
+
+fn convert_map(ctx: &mut Ctx, d: &Directive) {
+    if d.arg(0) == Some("$http_upgrade") {
+        ctx.no_env(
+            d,
+            "no env needed: podgate passes WebSocket upgrades (Upgrade and Connection) to the app itself",
+        );
+    } else {
+        ctx.drop(
+            d,
+            "podgate has no request rules: every request outside the static prefix goes to the app",
+        );
+    }
 }
 
 fn convert_http_version(ctx: &mut Ctx, d: &Directive) {

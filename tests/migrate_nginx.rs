@@ -362,6 +362,27 @@ fn the_compose_upstream_keeps_its_port_and_says_why_not_its_host() {
 }
 
 #[test]
+fn a_websocket_location_sets_the_tunnel_idle_timeout() {
+    let r = migrate("websocket.conf");
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let env = parse_env_block(&r.stdout);
+    // proxy_read_timeout in the location that sets Upgrade is how long a
+    // quiet WebSocket lives; it does not become the app response timeout.
+    assert_eq!(env, env_pairs(&[("PODGATE_TUNNEL_IDLE_TIMEOUT", "1h")]));
+    let defaults = section(&r.stdout, DEFAULTS);
+    for line in [2, 11, 12, 13, 14, 19, 20, 21] {
+        assert!(
+            defaults
+                .iter()
+                .any(|l| l.starts_with(&format!("# line {line}: "))),
+            "line {line} not reported:\n{}",
+            r.stdout
+        );
+    }
+    podgate_accepts(&env);
+}
+
+#[test]
 fn files_that_are_not_nginx_syntax_exit_64_with_the_line() {
     for (file, line, what) in [
         ("broken-brace.conf", 1, "unbalanced braces"),
