@@ -1371,7 +1371,13 @@ fn convert_static_location(ctx: &mut Ctx, d: &Directive, path: &str) {
     match cache {
         Some((v, c)) => ctx.set("STATIC_CACHE_CONTROL", v, c),
         // nginx sent no Cache-Control without `expires`; podgate would.
-        None => ctx.set("STATIC_CACHE_CONTROL", String::new(), d),
+        None => {
+            ctx.set("STATIC_CACHE_CONTROL", String::new(), d);
+            ctx.note(
+                "STATIC_CACHE_CONTROL",
+                "nginx sent no Cache-Control without `expires`; podgate would send public, max-age=3600",
+            );
+        }
     }
     ctx.current = outer;
 }
@@ -1879,6 +1885,38 @@ fn tree_has(tree: &[Directive], f: &dyn Fn(&Directive) -> bool) -> bool {
 
 /// The settings that several directives make together.
 fn finish(ctx: &mut Ctx) {
+    // podgate removes the prefix before it looks for static files.
+    if let (Some(strip), Some(dir)) = (
+        ctx.env.get("STRIP_PREFIX").cloned(),
+        ctx.env.get("STATIC_DIR").cloned(),
+    ) {
+        let prefix = ctx
+            .env
+            .get("STATIC_PREFIX")
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| Ctx::var_default("STATIC_PREFIX").to_string());
+        let p = &strip.value;
+        match prefix.strip_prefix(p.as_str()).filter(|r| r.starts_with('/')) {
+            Some(inner) => {
+                let inner = inner.to_string();
+                let (line, from) = (dir.line, dir.from.clone());
+                ctx.env.insert(
+                    "STATIC_PREFIX",
+                    Setting {
+                        value: inner,
+                        line,
+                        from,
+                        note: Some(format!("the path after {p} is removed, as podgate sees it")),
+                    },
+                );
+            }
+            None => ctx.dropped.push(Note {
+                line: dir.line,
+                directive: dir.from.clone(),
+                why: format!("not carried over in full: with PODGATE_STRIP_PREFIX={p} podgate serves these files under {p}{prefix} (it removes the prefix before it looks for them), and {prefix} itself answers 404"),
+            }),
+        }
+    }
     let on = |x: &Option<(bool, usize, String)>| x.as_ref().is_some_and(|x| x.0);
     if on(&ctx.gzip) || on(&ctx.brotli) {
         let mut list = Vec::new();
@@ -2348,6 +2386,20 @@ mod tests {
         assert_eq!(dropped_lines(&m), [2]);
         let m = run_on("server {\n location / {\n  rewrite ^/test01(/.*)$ $1 break;\n  proxy_pass http://127.0.0.1:8000;\n }\n}\n");
         assert_eq!(env_of(&m), [("STRIP_PREFIX", "/test01")]);
+    }
+
+    #[test]
+    fn a_static_location_inside_the_stripped_prefix_loses_it() {
+        let m = run_on("server {\n location /test01/static/ { alias /srv/static/; expires 1h; }\n location / {\n  rewrite ^/test01/(.*)$ /$1 break;\n  proxy_pass http://127.0.0.1:8000;\n }\n}\n");
+        assert_eq!(
+            env_of(&m),
+            [
+                ("STRIP_PREFIX", "/test01"),
+                ("STATIC_DIR", "/srv/static"),
+                ("STATIC_PREFIX", "/static/"),
+            ]
+        );
+        assert!(m.dropped.is_empty(), "{:?}", m.dropped);
     }
 
     #[test]

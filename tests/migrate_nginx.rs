@@ -3,8 +3,12 @@
 //! carry over, its exit codes, and podgate's own configuration check
 //! accepting what it printed.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{client, full, spawn_app, start_podgate};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_podgate"));
@@ -232,7 +236,6 @@ fn the_usual_additions_carry_over_and_podgate_accepts_them() {
             ("PODGATE_UNDERSCORE_HEADERS", "allow"),
             ("PODGATE_HIDE_HEADERS", "x-powered-by,server"),
             ("PODGATE_TUNNEL_IDLE_TIMEOUT", "10m"),
-            ("PODGATE_STRIP_PREFIX", "/test01"),
             ("PODGATE_STATIC_DIR", "/app/staticfiles"),
             ("PODGATE_STATIC_CACHE_CONTROL", "public, max-age=2592000"),
             ("PODGATE_COMPRESSION", "gzip"),
@@ -248,7 +251,7 @@ fn the_usual_additions_carry_over_and_podgate_accepts_them() {
     assert!(r.stdout.contains("(lines 19, 20)"), "{}", r.stdout);
     let defaults = section(&r.stdout, DEFAULTS);
     for line in [
-        9, 13, 21, 22, 25, 27, 28, 40, 41, 42, 43, 44, 45, 46, 47, 50,
+        9, 13, 21, 22, 25, 27, 28, 39, 40, 41, 42, 43, 44, 45, 46, 49,
     ] {
         assert!(
             defaults
@@ -262,6 +265,144 @@ fn the_usual_additions_carry_over_and_podgate_accepts_them() {
     let dir = scratch_dir("usual");
     podgate_accepts(&with_local_dirs(&env, &dir));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The migrated env does over real sockets what the nginx config did:
+/// static files are served with nginx's `expires`, the body limit and the
+/// hidden headers hold, responses are gzipped.
+#[tokio::test]
+async fn the_migrated_env_does_what_the_nginx_config_did() {
+    let r = migrate("usual.conf");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let env = parse_env_block(&r.stdout);
+    let root = scratch_dir("e2e");
+    let static_dir = root.join("staticfiles");
+    let spool = root.join("spool");
+    std::fs::create_dir_all(&static_dir).unwrap();
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(static_dir.join("site.css"), "body { color: red; }\n").unwrap();
+    // The test's own loopback addresses replace the listener and the app;
+    // the directories are the ones just made.
+    let vars: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "PODGATE_LISTEN" | "PODGATE_APP_PORT"))
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "PODGATE_STATIC_DIR" => static_dir.to_str().unwrap().to_string(),
+                "PODGATE_BUFFER_DIR" => spool.to_str().unwrap().to_string(),
+                _ => v.clone(),
+            };
+            (k.trim_start_matches("PODGATE_").to_string(), v)
+        })
+        .collect();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_app(|req: http::Request<hyper::body::Incoming>| async move {
+        http::Response::builder()
+            .header("x-seen-path", req.uri().path())
+            .header("x-powered-by", "Django")
+            .header("server", "gunicorn")
+            .header("content-type", "text/html")
+            .body(full("<p>hello</p>\n".repeat(100)))
+            .unwrap()
+    })
+    .await;
+    let pg = start_podgate(app, &vars).await;
+    let c = client();
+
+    let resp = c
+        .get(pg.url("/accounts/login/"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-seen-path"], "/accounts/login/");
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    assert!(resp.headers().get("x-powered-by").is_none());
+    assert!(resp.headers().get("server").is_none());
+
+    let resp = c.get(pg.url("/static/site.css")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=2592000");
+    assert_eq!(resp.text().await.unwrap(), "body { color: red; }\n");
+
+    // client_max_body_size 20M: 21 MiB is refused.
+    let resp = c
+        .post(pg.url("/upload"))
+        .body(vec![b'x'; 21 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// A prefix the sidecar stripped with `rewrite` beside a static location:
+/// the prefix carries over, and the line says where the static files end
+/// up, which podgate then really does.
+#[tokio::test]
+async fn a_rewritten_prefix_moves_the_static_files_under_it() {
+    let r = migrate("prefix.conf");
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let env = parse_env_block(&r.stdout);
+    assert_eq!(
+        env,
+        env_pairs(&[
+            ("PODGATE_STRIP_PREFIX", "/test01"),
+            ("PODGATE_STATIC_DIR", "/app/staticfiles"),
+            ("PODGATE_STATIC_CACHE_CONTROL", ""),
+        ])
+    );
+    let dropped = section(&r.stdout, DROPPED);
+    assert_eq!(dropped.len(), 1, "{}", r.stdout);
+    assert!(
+        dropped[0].starts_with("# line 5: location /static/ { … } — not carried over in full")
+            && dropped[0].contains("under /test01/static/")
+            && dropped[0].contains("/static/ itself answers 404"),
+        "{}",
+        dropped[0]
+    );
+
+    let root = scratch_dir("prefix");
+    std::fs::write(root.join("site.css"), "body {}\n").unwrap();
+    let vars: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == "PODGATE_STATIC_DIR" {
+                root.to_str().unwrap().to_string()
+            } else {
+                v.clone()
+            };
+            (k.trim_start_matches("PODGATE_").to_string(), v)
+        })
+        .collect();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let app = spawn_app(|req: http::Request<hyper::body::Incoming>| async move {
+        http::Response::builder()
+            .header("x-seen-path", req.uri().path())
+            .body(full("app"))
+            .unwrap()
+    })
+    .await;
+    let pg = start_podgate(app, &vars).await;
+    let c = client();
+    let resp = c.get(pg.url("/test01/admin/")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-seen-path"], "/admin/");
+    let resp = c
+        .get(pg.url("/test01/static/site.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers().get("cache-control").is_none(),
+        "nginx sent none"
+    );
+    assert_eq!(resp.text().await.unwrap(), "body {}\n");
+    let resp = c.get(pg.url("/static/site.css")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let _ = std::fs::remove_dir_all(root);
 }
 
 #[test]
