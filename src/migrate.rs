@@ -1455,7 +1455,7 @@ fn convert_keepalive_timeout(ctx: &mut Ctx, d: &Directive) {
 fn convert_header_buffers(ctx: &mut Ctx, d: &Directive) {
     match d.args.as_slice() {
         [n, size] => match (n.parse::<u64>(), nginx_size(size)) {
-            (Ok(n), Some(size)) => {
+            (Ok(n), Some(size)) if n.checked_mul(size).is_some() => {
                 ctx.set("MAX_URI", podgate_size(size), d);
                 ctx.set("MAX_HEADER_BYTES", podgate_size(n * size), d);
             }
@@ -2422,6 +2422,13 @@ mod tests {
                 Err(e) => proptest::prop_assert!(e.line >= 1 && e.line <= lines + 1, "{e} in {src:?}"),
             }
         }
+    }
+
+    #[test]
+    fn absurd_numbers_are_refused_not_overflowed() {
+        let m = run_on("server {\n large_client_header_buffers 99999999999999999999 1g;\n large_client_header_buffers 999999999999 1g;\n client_max_body_size 99999999999999999999g;\n proxy_read_timeout 99999999999999999999y;\n location / { proxy_pass http://127.0.0.1:8000; }\n}\n");
+        assert!(m.env.is_empty(), "{:?}", m.env);
+        assert_eq!(dropped_lines(&m), [2, 3, 4, 5], "{:?}", m.dropped);
     }
 
     #[test]
