@@ -75,6 +75,10 @@ PODGATE_BIN = os.environ.get("PODGATE_BIN", "")
 PYBIN = os.environ.get("ROLLOUT_PYTHON", sys.executable)
 GUNICORN = os.environ.get("ROLLOUT_GUNICORN", "gunicorn")
 NGINX = os.environ.get("ROLLOUT_NGINX", "nginx")
+NGINX_MODULES = os.environ.get("ROLLOUT_NGINX_MODULES", "/usr/lib/nginx/modules")
+INGRESS_MODE = os.environ.get("ROLLOUT_INGRESS", "lua")
+if INGRESS_MODE not in ("lua", "reload"):
+    sys.exit("rollout: ROLLOUT_INGRESS=%r; accepted: lua, reload" % INGRESS_MODE)
 WORK = os.environ["ROLLOUT_WORK"]
 TAG = os.environ.get("ROLLOUT_TAG", str(os.getpid()))
 
@@ -327,16 +331,29 @@ http {{
 #   keep-alive 75, keep-alive-requests 100, worker-processes = CPUs,
 #   worker-shutdown-timeout 240s.
 # ingress-nginx balances over the pod IPs of the Service's endpoints (not the
-# ClusterIP) and, without passive health checks, never marks a pod down:
-# max_fails=0. It applies endpoint changes through Lua without a reload;
-# here each change is an nginx reload (HUP), which drains old workers the
-# same graceful way.
-INGRESS_CONF = """worker_processes {workers};
+# ClusterIP), with no passive health checks (a pod is never marked down).
+#
+# Endpoint changes, ROLLOUT_INGRESS:
+#   lua (default): as ingress-nginx applies them, without a reload: one
+#     `upstream_balancer` whose peer is chosen by balancer_by_lua (round
+#     robin over the current endpoints, set_more_tries(1) per try as
+#     ingress-nginx's balancer.lua does, capped by proxy_next_upstream_tries),
+#     and the endpoint list POSTed to /configuration/backends on
+#     127.0.0.1:10246, the controller's own port and path. (ingress-nginx's
+#     workers pick a new list up within 1 s; here on the next request, so
+#     ROLLOUT_PROPAGATION is exactly when the ingress stops choosing a pod.)
+#   reload: the upstream block rewritten and nginx reloaded (SIGHUP), as
+#     ingress-nginx did before 0.18 and still does for other changes. A reload
+#     makes the old workers close their idle client keep-alive connections,
+#     which loses the requests clients send on them at that instant,
+#     whatever the pods do.
+INGRESS_COMMON = """worker_processes {workers};
 pid {dir}/ingress.pid;
 daemon off;
 user root;
 error_log {dir}/ingress-error.log notice;
 worker_shutdown_timeout 240s;
+{modules}
 events {{ worker_connections 16384; multi_accept on; }}
 http {{
     log_format upstreaminfo '$msec $remote_addr "$request" $status $body_bytes_sent $request_time '
@@ -350,7 +367,8 @@ http {{
     keepalive_timeout 75s;
     keepalive_requests 100;
     client_max_body_size 1m;
-    upstream django-service-80 {{
+{lua_http}
+    upstream {upstream} {{
 {servers}
         keepalive 320;
         keepalive_timeout 60s;
@@ -360,7 +378,7 @@ http {{
     server {{
         listen 10.77.0.1:80 backlog=4096;
         location / {{
-            proxy_pass http://django-service-80;
+            proxy_pass http://{upstream};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
@@ -376,8 +394,64 @@ http {{
             proxy_next_upstream_timeout 0;
         }}
     }}
+{config_server}
 }}
 """
+
+LUA_MODULES = """load_module {moddir}/ndk_http_module.so;
+load_module {moddir}/ngx_http_lua_module.so;"""
+
+LUA_HTTP = """    lua_shared_dict configuration_data 1m;
+    init_worker_by_lua_block {{
+        local dict = ngx.shared.configuration_data
+        local balancer = require "ngx.balancer"
+        local version, peers, next_peer = -1, {{}}, 0
+        local function current()
+            local v = dict:get("version") or 0
+            if v ~= version then
+                local list = {{}}
+                for hostport in string.gmatch(dict:get("backends") or "", "%S+") do
+                    local host, port = hostport:match("^(.+):(%d+)$")
+                    list[#list + 1] = {{ host, tonumber(port) }}
+                end
+                version, peers = v, list
+            end
+            return peers
+        end
+        function rollout_balance()
+            local list = current()
+            if #list == 0 then
+                ngx.log(ngx.ERR, "no endpoints")
+                return ngx.exit(503)
+            end
+            next_peer = next_peer % #list + 1
+            local peer = list[next_peer]
+            balancer.set_more_tries(1)
+            local ok, err = balancer.set_current_peer(peer[1], peer[2])
+            if not ok then
+                ngx.log(ngx.ERR, "set_current_peer: ", err)
+                return ngx.exit(500)
+            end
+        end
+    }}"""
+
+LUA_SERVERS = """        server 0.0.0.1; # placeholder, as in ingress-nginx's template
+        balancer_by_lua_block {{ rollout_balance() }}"""
+
+LUA_CONFIG_SERVER = """    server {{
+        listen 127.0.0.1:10246;
+        access_log off;
+        location = /configuration/backends {{
+            client_body_buffer_size 64k;
+            content_by_lua_block {{
+                ngx.req.read_body()
+                local dict = ngx.shared.configuration_data
+                dict:set("backends", ngx.req.get_body_data() or "")
+                dict:incr("version", 1, 0)
+                ngx.say("ok")
+            }}
+        }}
+    }}"""
 
 
 class Ingress:
@@ -387,12 +461,33 @@ class Ingress:
         self.endpoints = []  # pod IPs, in the order they became ready
         self.lock = threading.Lock()
         self.proc = None
-        self.reloads = 0
+        self.updates = 0
 
     def write(self):
-        servers = "\n".join("        server %s:80 max_fails=0;" % ip for ip in self.endpoints)
+        lua = INGRESS_MODE == "lua"
+        if lua:
+            servers = LUA_SERVERS.format()
+        else:
+            servers = "\n".join("        server %s:80 max_fails=0;" % ip for ip in self.endpoints)
         with open(self.conf, "w") as f:
-            f.write(INGRESS_CONF.format(dir=self.dir, servers=servers, workers=os.cpu_count() or 2))
+            f.write(INGRESS_COMMON.format(
+                dir=self.dir, workers=os.cpu_count() or 2, servers=servers,
+                upstream="upstream_balancer" if lua else "django-service-80",
+                modules=LUA_MODULES.format(moddir=NGINX_MODULES) if lua else "",
+                lua_http=LUA_HTTP.format() if lua else "",
+                config_server=LUA_CONFIG_SERVER.format() if lua else ""))
+
+    def push(self):
+        body = " ".join("%s:80" % ip for ip in self.endpoints).encode()
+        c = http.client.HTTPConnection("127.0.0.1", 10246, timeout=5)
+        try:
+            c.request("POST", "/configuration/backends", body=body)
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                raise RuntimeError("ingress /configuration/backends answered %d" % r.status)
+        finally:
+            c.close()
 
     def start(self, ips):
         self.endpoints = list(ips)
@@ -400,7 +495,14 @@ class Ingress:
         self.proc = spawn(None, [NGINX, "-c", self.conf, "-e", os.path.join(self.dir, "ingress-error.log")],
                           os.path.join(self.dir, "ingress.log"))
         deadline = time.time() + 10
-        while http_get("10.77.0.1", 80, "/") != 200:
+        while True:
+            if INGRESS_MODE == "lua":
+                try:
+                    self.push()
+                except (OSError, RuntimeError):
+                    pass
+            if http_get("10.77.0.1", 80, "/") == 200:
+                break
             if time.time() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("ingress nginx did not come up; see %s" % self.dir)
             time.sleep(0.1)
@@ -411,13 +513,18 @@ class Ingress:
                 self.endpoints.append(add)
             if remove and remove in self.endpoints:
                 self.endpoints.remove(remove)
+            if INGRESS_MODE == "lua":
+                self.push()
+                self.updates += 1
+                log("  ingress endpoints: %s" % " ".join(self.endpoints))
+                return
             self.write()
             r = run([NGINX, "-t", "-q", "-c", self.conf, "-e", os.path.join(self.dir, "ingress-error.log")],
                     check=False)
             if r.returncode != 0:
                 raise RuntimeError("ingress config invalid: %s" % r.stdout)
             signal_proc(self.proc, signal.SIGHUP)
-            self.reloads += 1
+            self.updates += 1
             log("  ingress reloaded: upstream %s" % " ".join(self.endpoints))
 
     def stop(self):
@@ -597,7 +704,8 @@ def run_variant(vname, cli_ns):
             SLOTS.give(p.slot)
     with open(os.path.join(vdir, "load.json")) as f:
         s = json.load(f)
-    s["reloads"] = ingress.reloads
+    s["endpoint_updates"] = ingress.updates
+    s["ingress"] = INGRESS_MODE
     s["variant"] = vname
     s["propagation_s"] = v["propagation"]
     failures = []
@@ -655,8 +763,9 @@ def main():
         run(["ip", "-n", ing_ns, "link", "set", "cli0", "up"])
         run(["ip", "-n", cli_ns, "link", "set", "eth0", "up"])
         enter_ns(ing_ns)
-        log("rollout: work dir %s; variants %s; %d rollouts each; propagation %.1fs (late: %.1fs)"
-            % (WORK, ",".join(names), ROUNDS, PROPAGATION, LATE_PROPAGATION))
+        log("rollout: work dir %s; variants %s; %d rollouts each; propagation %.1fs (late: %.1fs); "
+            "ingress endpoint updates by %s" % (WORK, ",".join(names), ROUNDS, PROPAGATION,
+                                                LATE_PROPAGATION, INGRESS_MODE))
         for n in names:
             results.append(run_variant(n, cli_ns))
     except KeyboardInterrupt:
@@ -672,9 +781,9 @@ def main():
     for s in results:
         detail = ", ".join("%s: %d" % kv for kv in sorted(s["failure_kinds"].items())) or "none"
         print("%s: %d rollouts, propagation %.1fs, offered %.0f req/s (send lag p99 %.1f ms), "
-              "%d ingress reloads, p99 of non-slow requests %.1f ms; failures: %s"
+              "%d endpoint updates (%s), p99 of non-slow requests %.1f ms; failures: %s"
               % (s["variant"], ROUNDS, s["propagation_s"], s["rate_offered"], s["send_lag_p99_ms"],
-                 s["reloads"], s["p99_fast_ms"], detail))
+                 s["endpoint_updates"], s["ingress"], s["p99_fast_ms"], detail))
         if s["send_lag_p99_ms"] > 250:
             print("rollout: %s: the load generator fell behind (send lag p99 %.0f ms): not a valid run"
                   % (s["variant"], s["send_lag_p99_ms"]))

@@ -8,7 +8,7 @@
 #   ROLLOUT_QUICK=1 scripts/rollout/run.sh   # CI: podgate's two forms, 1 rollout each (< 3 min)
 #
 # Needs root (ip netns). Installs what is missing on Debian: nginx, iproute2,
-# python3-venv (apt-get); gunicorn and Flask (pip, into a venv under
+# python3-venv, libnginx-mod-http-lua (apt-get); gunicorn and Flask (pip, into a venv under
 # ROLLOUT_VENV, so PEP 668 "externally managed" system Pythons are left alone).
 # podgate: PODGATE_BIN, or target/release/podgate (built when missing).
 #
@@ -20,6 +20,8 @@
 #                              podgate-native-late
 #   ROLLOUT_PROPAGATION        seconds from pod deletion to the ingress dropping it (2)
 #   ROLLOUT_LATE_PROPAGATION   the same for the *-late variants (12)
+#   ROLLOUT_INGRESS            lua (endpoint changes without reload, as ingress-nginx;
+#                              default) or reload (nginx reloaded per change)
 #   ROLLOUT_RATE               requests per second offered by the client (300)
 #   ROLLOUT_PROBE_PERIOD       readiness probe period, seconds (2, as k8s/base)
 #   ROLLOUT_WORK               directory for logs (default: a new /tmp/podgate-rollout.*)
@@ -53,6 +55,10 @@ need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The ingress applies endpoint changes through Lua, as ingress-nginx does.
+if [ "${ROLLOUT_INGRESS:-lua}" = lua ] && [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
+  need+=(libnginx-mod-http-lua)
+fi
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need+=(python3-venv)
 fi
