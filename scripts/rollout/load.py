@@ -13,8 +13,8 @@ nothing is ever retried: every connection error and every non-2xx answer is
 a failure.
 
 The mix (seeded, so every variant sees the same sequence): SLOW_PCT% GET
-/slow?ms=500..2000, POST_PCT% POST /orders with a 256-byte body, the rest
-GET /.
+/slow?ms=500..2000, POST_PCT% POST /orders?ms=20..200 with a 256-byte body
+(a write that takes a database round trip or a few), the rest GET /.
 
 Runs until SIGTERM or SIGINT (or --max-seconds), then stops scheduling,
 waits up to --drain-seconds for requests in flight, and writes a JSON
@@ -83,7 +83,7 @@ class Load:
         if r < self.args.slow_pct:
             return "GET", "/slow?ms=%d" % self.rng.randint(500, 2000), None
         if r < self.args.slow_pct + self.args.post_pct:
-            return "POST", "/orders", BODY
+            return "POST", "/orders?ms=%d" % self.rng.randint(20, 200), BODY
         return "GET", "/", None
 
     async def get_conn(self):
