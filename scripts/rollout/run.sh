@@ -5,7 +5,7 @@
 # scripts/rollout/README.md for the model and what each variant shows.
 #
 #   scripts/rollout/run.sh                   # full run, every variant (~10 min)
-#   ROLLOUT_QUICK=1 scripts/rollout/run.sh   # CI: podgate's two forms, 1 rollout each (< 3 min)
+#   ROLLOUT_QUICK=1 scripts/rollout/run.sh   # CI: podgate's two forms, 2 rollouts each (< 3 min)
 #
 # Needs root (ip netns). Installs what is missing on Debian: nginx, iproute2,
 # python3-venv, libnginx-mod-http-lua (apt-get); gunicorn and Flask (pip, into a venv under
@@ -13,8 +13,8 @@
 # podgate: PODGATE_BIN, or target/release/podgate (built when missing).
 #
 # Environment:
-#   ROLLOUT_QUICK=1            podgate-classic and podgate-native only, 1 rollout each
-#   ROLLOUT_ROUNDS             rollouts per variant (full: 3; quick: 1)
+#   ROLLOUT_QUICK=1            podgate-classic and podgate-native only, 2 rollouts each
+#   ROLLOUT_ROUNDS             rollouts per variant (full: 3; quick: 2)
 #   ROLLOUT_VARIANTS           comma list of: podgate-classic, podgate-native,
 #                              nginx-sigquit, nginx-sigterm, podgate-classic-late,
 #                              podgate-native-late
@@ -45,7 +45,7 @@ fi
 
 if [ -n "${ROLLOUT_QUICK:-}" ] && [ "${ROLLOUT_QUICK}" != 0 ]; then
   export ROLLOUT_QUICK=1
-  export ROLLOUT_ROUNDS=${ROLLOUT_ROUNDS:-1}
+  export ROLLOUT_ROUNDS=${ROLLOUT_ROUNDS:-2}
 else
   export ROLLOUT_ROUNDS=${ROLLOUT_ROUNDS:-3}
 fi
@@ -53,7 +53,7 @@ fi
 # --- system packages -------------------------------------------------------
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # The ingress applies endpoint changes through Lua, as ingress-nginx does.
 if [ "${ROLLOUT_INGRESS:-lua}" = lua ] && [ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]; then
