@@ -32,16 +32,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CLONE_NEWNET = 0x40000000
 
 
-def env_float(name, default):
+def die(msg):
+    """A bad setting: one line naming it and what is accepted, exit 64."""
+    print("rollout: " + msg, file=sys.stderr)
+    sys.exit(64)
+
+
+def env_float(name, default, what="a number of seconds (e.g. 2 or 2s)"):
     raw = os.environ.get(name, "")
     if raw == "":
         return default
     try:
         v = float(raw.rstrip("s"))
     except ValueError:
-        sys.exit("rollout: %s=%r is not a number of seconds (e.g. 2 or 2s)" % (name, raw))
+        die("%s=%r is not %s" % (name, raw, what))
     if v < 0:
-        sys.exit("rollout: %s=%r must be >= 0" % (name, raw))
+        die("%s=%r must be >= 0" % (name, raw))
     return v
 
 
@@ -52,9 +58,9 @@ def env_int(name, default, minimum=1):
     try:
         v = int(raw)
     except ValueError:
-        sys.exit("rollout: %s=%r is not an integer" % (name, raw))
+        die("%s=%r is not an integer" % (name, raw))
     if v < minimum:
-        sys.exit("rollout: %s=%r must be >= %d" % (name, raw, minimum))
+        die("%s=%r must be >= %d" % (name, raw, minimum))
     return v
 
 
@@ -62,7 +68,9 @@ QUICK = os.environ.get("ROLLOUT_QUICK", "") not in ("", "0")
 PROPAGATION = env_float("ROLLOUT_PROPAGATION", 2.0)
 LATE_PROPAGATION = env_float("ROLLOUT_LATE_PROPAGATION", 12.0)
 ROUNDS = env_int("ROLLOUT_ROUNDS", 3)
-RATE = env_float("ROLLOUT_RATE", 300.0)
+RATE = env_float("ROLLOUT_RATE", 300.0, "a number of requests per second (e.g. 300)")
+if RATE <= 0:
+    die("ROLLOUT_RATE=%r must be > 0" % os.environ.get("ROLLOUT_RATE"))
 REPLICAS = env_int("ROLLOUT_REPLICAS", 3)
 PROBE_PERIOD = env_float("ROLLOUT_PROBE_PERIOD", 2.0)
 # terminationGracePeriodSeconds, the app's preStop sleep, gunicorn's
@@ -78,7 +86,7 @@ NGINX = os.environ.get("ROLLOUT_NGINX", "nginx")
 NGINX_MODULES = os.environ.get("ROLLOUT_NGINX_MODULES", "/usr/lib/nginx/modules")
 INGRESS_MODE = os.environ.get("ROLLOUT_INGRESS", "lua")
 if INGRESS_MODE not in ("lua", "reload"):
-    sys.exit("rollout: ROLLOUT_INGRESS=%r; accepted: lua, reload" % INGRESS_MODE)
+    die("ROLLOUT_INGRESS=%r; accepted: lua, reload" % INGRESS_MODE)
 WORK = os.environ["ROLLOUT_WORK"]
 TAG = os.environ.get("ROLLOUT_TAG", str(os.getpid()))
 
@@ -739,13 +747,12 @@ def cleanup():
 
 def main():
     if not PODGATE_BIN or not os.access(PODGATE_BIN, os.X_OK):
-        sys.exit("rollout: PODGATE_BIN=%r is not an executable podgate binary" % PODGATE_BIN)
+        die("PODGATE_BIN=%r is not an executable podgate binary" % PODGATE_BIN)
     default = "podgate-classic,podgate-native" if QUICK else ",".join(ALL_VARIANTS)
     names = [n.strip() for n in os.environ.get("ROLLOUT_VARIANTS", default).split(",") if n.strip()]
     bad = [n for n in names if n not in ALL_VARIANTS]
     if bad:
-        sys.exit("rollout: ROLLOUT_VARIANTS has unknown %s; accepted: %s"
-                 % (", ".join(bad), ", ".join(ALL_VARIANTS)))
+        die("ROLLOUT_VARIANTS has unknown %s; accepted: %s" % (", ".join(bad), ", ".join(ALL_VARIANTS)))
     ing_ns = "ro-%s-ing" % TAG
     cli_ns = "ro-%s-cli" % TAG
     def interrupted(*_):

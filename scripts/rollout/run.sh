@@ -101,6 +101,7 @@ PODGATE_BIN=$(cd "$(dirname "$PODGATE_BIN")" && pwd)/$(basename "$PODGATE_BIN")
 
 # --- run -------------------------------------------------------------------
 tag=$(printf '%x' $$)
+user_work=${ROLLOUT_WORK:-}
 work=${ROLLOUT_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/podgate-rollout.XXXXXX")}
 mkdir -p "$work"
 py_pid=""
@@ -120,7 +121,7 @@ cleanup() {
     done
     ip netns del "$ns" 2>/dev/null || true
   done
-  if [ "$rc" = 0 ] && [ -z "${ROLLOUT_KEEP:-}" ] && [ -z "${ROLLOUT_WORK:-}" ]; then
+  if { [ "$rc" = 0 ] || [ "$rc" = 64 ]; } && [ -z "${ROLLOUT_KEEP:-}" ] && [ -z "$user_work" ]; then
     rm -rf "$work"
   else
     echo "rollout: logs in $work"
