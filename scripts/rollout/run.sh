@@ -131,6 +131,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+export PYTHONDONTWRITEBYTECODE=1
 export PODGATE_BIN ROLLOUT_WORK="$work" ROLLOUT_TAG="$tag" ROLLOUT_NGINX="$nginx_bin"
 export ROLLOUT_PYTHON="$venv/bin/python" ROLLOUT_GUNICORN="$venv/bin/gunicorn"
 set +e
