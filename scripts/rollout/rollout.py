@@ -647,6 +647,7 @@ def run_variant(vname, cli_ns):
     log("== %s: %s sidecar, %s form, propagation %.1fs, %d rollouts of %d pods at %.0f req/s"
         % (vname, v["sidecar"], v["form"], v["propagation"], ROUNDS, REPLICAS, RATE))
     ingress = Ingress(vname)
+    started = time.time()
     pods = []
     terminating = []
     load = None
@@ -723,9 +724,18 @@ def run_variant(vname, cli_ns):
     except FileNotFoundError:
         pass
     s["failure_kinds"] = {}
+    # When each failure happened, in whole seconds after the latest pod
+    # deletion before it (the client's clock and this one are the same).
+    with LOG_LOCK:
+        deletions = [t for t, msg in EVENTS if msg.endswith("form)") and " deleted " in msg and t >= started]
+    s["failures_after_deletion_s"] = {}
     for fl in failures:
         key = "%s %s %s" % (fl[1], fl[2].split("?")[0], fl[3])
         s["failure_kinds"][key] = s["failure_kinds"].get(key, 0) + 1
+        t = float(fl[0])
+        before = [d for d in deletions if d <= t]
+        bucket = "%d" % int(t - before[-1]) if before else "before any deletion"
+        s["failures_after_deletion_s"][bucket] = s["failures_after_deletion_s"].get(bucket, 0) + 1
     log("== %s: %s" % (vname, json.dumps(s, sort_keys=True)))
     return s
 
