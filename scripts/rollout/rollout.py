@@ -21,7 +21,6 @@ import ctypes
 import http.client
 import json
 import os
-import random
 import signal
 import subprocess
 import sys

@@ -4,7 +4,7 @@
 # forms) and the nginx sidecar it replaces side by side. See
 # scripts/rollout/README.md for the model and what each variant shows.
 #
-#   scripts/rollout/run.sh                   # full run, every variant (~10 min)
+#   scripts/rollout/run.sh                   # full run, every variant, 3 rollouts each (~6 min)
 #   ROLLOUT_QUICK=1 scripts/rollout/run.sh   # CI: podgate's two forms, 2 rollouts each (< 3 min)
 #
 # Needs root (ip netns). Installs what is missing on Debian: nginx, iproute2,
