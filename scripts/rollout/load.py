@@ -8,7 +8,8 @@ load (no coordinated omission), and latency is measured from the time a
 request was due, not from when it was sent. Requests go over keep-alive
 connections, as an ingress's clients hold them: an idle connection is
 reused, a new one is opened when none is idle. Before reuse a connection is
-checked for a close from the server (what urllib3 and Go's net/http do);
+checked for a close from the server (what urllib3 and Go's net/http do),
+and one idle for 50 s is closed (below the ingress's 75 s keep-alive);
 nothing is ever retried: every connection error and every non-2xx answer is
 a failure.
 
@@ -33,19 +34,27 @@ import time
 BODY = b"x" * 256
 
 
+# Idle keep-alive connections older than this are closed by the client,
+# below the ingress's keep-alive timeout (ingress-nginx: 75 s), so the
+# server's idle close never races a request.
+IDLE_MAX = 50.0
+
+
 class Conn:
-    __slots__ = ("reader", "writer", "uses")
+    __slots__ = ("reader", "writer", "uses", "idle_since")
 
     def __init__(self, reader, writer):
         self.reader = reader
         self.writer = writer
         self.uses = 0
+        self.idle_since = 0.0
 
-    def dead(self):
-        # The server closed it (FIN seen by the event loop), or sent bytes
-        # nobody asked for: never reuse.
+    def dead(self, now):
+        # The server closed it (FIN seen by the event loop), sent bytes
+        # nobody asked for, or it idled too long: never reuse.
         return (
-            self.reader.at_eof()
+            now - self.idle_since > IDLE_MAX
+            or self.reader.at_eof()
             or self.writer.transport.is_closing()
             or len(self.reader._buffer) > 0  # noqa: SLF001 (no public peek)
         )
@@ -87,9 +96,10 @@ class Load:
         return "GET", "/", None
 
     async def get_conn(self):
+        now = asyncio.get_running_loop().time()
         while self.idle:
             c = self.idle.pop()
-            if c.dead():
+            if c.dead(now):
                 self.drop(c)
                 continue
             return c, True
@@ -159,6 +169,7 @@ class Load:
             if close:
                 self.drop(c)
             else:
+                c.idle_since = loop.time()
                 self.idle.append(c)
             c = None
         except asyncio.TimeoutError:

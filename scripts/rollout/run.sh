@@ -23,6 +23,7 @@
 #   ROLLOUT_INGRESS            lua (endpoint changes without reload, as ingress-nginx;
 #                              default) or reload (nginx reloaded per change)
 #   ROLLOUT_RATE               requests per second offered by the client (300)
+#   ROLLOUT_REPLICAS           replicas of the Deployment (3)
 #   ROLLOUT_PROBE_PERIOD       readiness probe period, seconds (2, as k8s/base)
 #   ROLLOUT_WORK               directory for logs (default: a new /tmp/podgate-rollout.*)
 #   ROLLOUT_VENV               venv for gunicorn + Flask (/var/tmp/podgate-rollout-venv)
