@@ -114,7 +114,11 @@ async fn main() -> ExitCode {
         }
     };
 
-    print_banner(app_addr, running.proxy_addr, running.admin_addr);
+    print_banner(
+        app_addr,
+        running.proxy_addr.unwrap_or(running.admin_addr),
+        running.admin_addr,
+    );
 
     // -- run until Ctrl-C / SIGTERM (or POST /drain on the admin port)
     match podgate::shutdown::wait_for_stop(&running.drain).await {

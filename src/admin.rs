@@ -39,6 +39,7 @@ pub struct AdminState {
     pub started: Instant,
     pub effective: Vec<(&'static str, String, Source)>,
     pub drain: CancellationToken,
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Serves until `stop` is cancelled.
@@ -168,6 +169,16 @@ pub fn status_json(state: &AdminState) -> serde_json::Value {
             "open_connections": m.open_connections.load(Ordering::Relaxed),
             "upstream_errors": m.upstream_errors_total(),
         },
+        "tls": state.tls.as_ref().and_then(|t| t.info()).map(|i| {
+            let now = std::time::SystemTime::now();
+            json!({
+                "subject": i.subject,
+                "sans": i.sans,
+                "not_before": i.not_before,
+                "not_after": i.not_after,
+                "expires_in_seconds": i.remaining(now),
+            })
+        }),
         "config": config,
     })
 }

@@ -170,6 +170,25 @@ pub async fn status(loaded: &Loaded, json: bool) -> ExitCode {
         c["requests"], c["responses_5xx"], c["upstream_errors"]
     );
     println!("connections:  {} open", c["open_connections"]);
+    if let Some(t) = v.get("tls").filter(|t| !t.is_null()) {
+        let sans: Vec<&str> = t["sans"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "tls:          {} [{}], expires {} ({})",
+            t["subject"].as_str().unwrap_or("?"),
+            sans.join(", "),
+            t["not_after"]
+                .as_i64()
+                .map(rfc3339)
+                .unwrap_or_else(|| "?".into()),
+            t["expires_in_seconds"]
+                .as_i64()
+                .map(in_words)
+                .unwrap_or_default()
+        );
+    }
     if v["draining"].as_bool().unwrap_or(false) {
         println!("draining:     yes (shutdown in progress)");
     }
@@ -188,6 +207,25 @@ pub async fn check(loaded: &Loaded) -> ExitCode {
     );
     for w in &loaded.warnings {
         println!("warning: {w}");
+    }
+    if let Some(files) = cfg.tls_files() {
+        // The configuration has loaded these already; only the facts remain.
+        if let Ok(info) = crate::tls::check(&files) {
+            let left = info.remaining(std::time::SystemTime::now());
+            println!(
+                "tls:           {} [{}], expires {} ({})",
+                info.subject,
+                info.sans.join(", "),
+                rfc3339(info.not_after),
+                in_words(left)
+            );
+            if left < 7 * 86_400 {
+                println!(
+                    "warning: the TLS certificate in {} expires within 7 days; is its renewal (cert-manager) working?",
+                    files.cert.display()
+                );
+            }
+        }
     }
     let mut check_cfg = cfg.app_check();
     // A one-off check deserves the connect timeout too.
@@ -210,6 +248,26 @@ pub async fn check(loaded: &Loaded) -> ExitCode {
             result.detail, result.took_ms
         );
         ExitCode::from(1)
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// "in 89 days" or "expired 3 days ago".
+fn in_words(secs: i64) -> String {
+    let days = secs.abs() / 86_400;
+    let span = if days > 0 {
+        format!("{days} days")
+    } else {
+        format!("{} hours", secs.abs() / 3600)
+    };
+    if secs >= 0 {
+        format!("in {span}")
+    } else {
+        format!("expired {span} ago")
     }
 }
 

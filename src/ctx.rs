@@ -28,6 +28,8 @@ use crate::metrics::Metrics;
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// Came in on the TLS listener: the app is told `https`.
+    pub tls: bool,
     /// The peer address as a header value.
     pub peer_value: http::HeaderValue,
     /// The local port as a header value.
@@ -64,18 +66,20 @@ impl Drop for ConnInfo {
 
 impl ConnInfo {
     pub fn new(peer: SocketAddr, local: SocketAddr) -> Self {
-        Self::build(peer, local, None, None)
+        Self::build(peer, local, false, None, None)
     }
 
     fn build(
         peer: SocketAddr,
         local: SocketAddr,
+        tls: bool,
         permit: Option<OwnedSemaphorePermit>,
         counted: Option<Arc<Metrics>>,
     ) -> Self {
         Self {
             peer,
             local,
+            tls,
             peer_value: crate::headers::ip_value(peer.ip()),
             port_value: crate::headers::port_value(local.port()),
             trusted: std::sync::OnceLock::new(),
@@ -90,11 +94,12 @@ impl ConnInfo {
     pub(crate) fn accepted(
         peer: SocketAddr,
         local: SocketAddr,
+        tls: bool,
         permit: Option<OwnedSemaphorePermit>,
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.connection_opened();
-        Self::build(peer, local, permit, Some(metrics))
+        Self::build(peer, local, tls, permit, Some(metrics))
     }
 }
 

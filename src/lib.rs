@@ -28,6 +28,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stack;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 use std::io;
@@ -50,6 +51,8 @@ use crate::metrics::Metrics;
 pub enum StartError {
     #[error("cannot listen on {addr} (PODGATE_{var}): permission denied. A non-root process may only bind ports below 1024 when the pod sets the sysctl net.ipv4.ip_unprivileged_port_start=0 (securityContext.sysctls; containerd 2 does by default, CRI-O does not). A capability in `capabilities.add` alone does not work for a non-root user. Alternatively listen on 8080 and point the Service's targetPort at it.")]
     PrivilegedPort { addr: SocketAddr, var: &'static str },
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr} (PODGATE_{var})")]
     Bind {
         addr: SocketAddr,
@@ -57,6 +60,18 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+}
+
+/// A listener and the address it got (port 0 picks one).
+async fn bind_named(
+    addr: SocketAddr,
+    var: &'static str,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let l = bind(addr, var).await?;
+    let local = l
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, var, source })?;
+    Ok((l, local))
 }
 
 async fn bind(addr: SocketAddr, var: &'static str) -> Result<TcpListener, StartError> {
@@ -82,7 +97,10 @@ async fn bind(addr: SocketAddr, var: &'static str) -> Result<TcpListener, StartE
 
 /// A running podgate: its bound addresses and the means to stop it.
 pub struct Running {
-    pub proxy_addr: SocketAddr,
+    /// The plain listener's address (`None` with `PODGATE_LISTEN=off`).
+    pub proxy_addr: Option<SocketAddr>,
+    /// The TLS listener's address, if any.
+    pub tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub health: Arc<AppHealth>,
     pub metrics: Arc<Metrics>,
@@ -112,13 +130,21 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     } = loaded;
     let config = Arc::new(config);
     let started = Instant::now();
-    let listener = bind(config.listen, "LISTEN").await?;
+    let listener = match config.listen {
+        Some(addr) => Some(bind_named(addr, "LISTEN").await?),
+        None => None,
+    };
+    let tls_listener = match config.tls_listen {
+        Some(addr) => Some(bind_named(addr, "TLS_LISTEN").await?),
+        None => None,
+    };
+    // Loaded again (the configuration checked the same files): what is
+    // served is what is on disk now.
+    let tls = match config.tls_files() {
+        Some(files) => Some(Arc::new(tls::Tls::new(files)?)),
+        None => None,
+    };
     let admin_listener = bind(config.admin_listen, "ADMIN_LISTEN").await?;
-    let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        var: "LISTEN",
-        source,
-    })?;
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|source| StartError::Bind {
@@ -128,7 +154,11 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         })?;
 
     let health = AppHealth::new();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = match tls.as_ref().and_then(|t| t.info()) {
+        Some(info) => Metrics::new().with_tls(info.not_after),
+        None => Metrics::new(),
+    };
+    let metrics = Arc::new(metrics);
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
     let stop_admin = CancellationToken::new();
@@ -146,14 +176,28 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         },
     );
     let svc = stack::build(&config, proxy, metrics.clone());
-    tokio::spawn(server::serve(
-        listener,
-        svc,
-        config.server(),
-        metrics.clone(),
-        stop_accepting.clone(),
-        tracker.clone(),
-    ));
+    let server_cfg = Arc::new(config.server());
+    let limit = server_cfg.connection_limit();
+    let spawn_server = |tcp: (TcpListener, SocketAddr), tls: Option<Arc<tls::Tls>>| {
+        tokio::spawn(server::serve(
+            server::Listener {
+                tcp: tcp.0,
+                tls,
+                limit: limit.clone(),
+            },
+            svc.clone(),
+            server_cfg.clone(),
+            metrics.clone(),
+            stop_accepting.clone(),
+            tracker.clone(),
+        ));
+        tcp.1
+    };
+    let proxy_addr = listener.map(|l| spawn_server(l, None));
+    let tls_addr = tls_listener.map(|l| spawn_server(l, tls.clone()));
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(metrics.clone(), stop_admin.clone()));
+    }
     health.set_listening();
     tokio::spawn(health::run_checker(
         config.app_check(),
@@ -167,14 +211,17 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
         started,
         effective,
         drain: drain.clone(),
+        tls: tls.clone(),
     });
     tokio::spawn(admin::serve(
         admin_listener,
         admin_state,
         stop_admin.clone(),
     ));
+    let shown = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
     tracing::info!(
-        listen = %proxy_addr,
+        listen = %shown(proxy_addr),
+        tls_listen = %shown(tls_addr),
         admin = %admin_addr,
         app = %config.app_addr(),
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -199,6 +246,7 @@ pub async fn start(loaded: Loaded) -> Result<Running, StartError> {
     };
     Ok(Running {
         proxy_addr,
+        tls_addr,
         admin_addr,
         health,
         metrics,

@@ -24,6 +24,16 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -52,6 +62,9 @@ pub struct Metrics {
     /// Mirrors [`crate::telemetry::dropped_lines`], brought up to date on render.
     log_dropped: Counter,
     log_dropped_shown: AtomicU64,
+    tls_expiry: Gauge,
+    tls_handshake_failures: Family<ReasonLabel, Counter>,
+    tls_reloads: Family<ResultLabel, Counter>,
     // Plain atomics mirrored for /status without parsing the registry.
     pub requests_total: AtomicU64,
     pub errors_5xx: AtomicU64,
@@ -193,6 +206,9 @@ impl Metrics {
             app_rejected,
             log_dropped,
             log_dropped_shown: AtomicU64::new(0),
+            tls_expiry: Gauge::default(),
+            tls_handshake_failures: Family::default(),
+            tls_reloads: Family::default(),
             requests_total: AtomicU64::new(0),
             errors_5xx: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
@@ -276,6 +292,48 @@ impl Metrics {
 
     pub fn app_queue_add(&self, n: i64) {
         self.app_queue.inc_by(n);
+    }
+
+    /// Registers the TLS series; only a podgate with a TLS listener has them
+    /// (an expiry of 0 would read as long expired).
+    pub fn with_tls(mut self, not_after: i64) -> Self {
+        self.tls_expiry.set(not_after);
+        self.registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate expires (Unix time)",
+            self.tls_expiry.clone(),
+        );
+        self.registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by reason (timeout, client_closed, not_tls, no_client_certificate, bad_client_certificate, incompatible, no_alpn, alert_received, io, other)",
+            self.tls_handshake_failures.clone(),
+        );
+        self.registry.register(
+            "tls_reloads",
+            "Certificate reloads after the files changed, by result (ok, error: the previous pair kept serving)",
+            self.tls_reloads.clone(),
+        );
+        for result in ["ok", "error"] {
+            let _ = self.tls_reloads.get_or_create(&ResultLabel { result });
+        }
+        self
+    }
+
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A reload's outcome; on success the new certificate's expiry.
+    pub fn tls_reloaded(&self, ok: bool, not_after: i64) {
+        let result = if ok { "ok" } else { "error" };
+        self.tls_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        if ok {
+            self.tls_expiry.set(not_after);
+        }
     }
 
     pub fn app_rejected(&self) {

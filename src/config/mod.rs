@@ -61,9 +61,18 @@ macro_rules! settings {
 }
 
 settings! {
-    listen: SocketAddr = "LISTEN", "0.0.0.0:80",
-        parse::socket_addr("a socket address such as 0.0.0.0:80 or [::]:80"),
-        "Address and port podgate accepts client traffic on.";
+    listen: Option<SocketAddr> = "LISTEN", "0.0.0.0:80",
+        parse::listen_addr("a socket address such as 0.0.0.0:80 or [::]:80, or off"),
+        "Address and port podgate accepts plain HTTP client traffic on; `off` for none (TLS only).";
+    tls_listen: Option<SocketAddr> = "TLS_LISTEN", "",
+        parse::listen_addr("empty (no TLS listener), or a socket address such as 0.0.0.0:443"),
+        "Empty: no TLS. An address such as 0.0.0.0:443: a TLS listener (TLS 1.2 and 1.3, ALPN h2 and http/1.1) beside the plain one, with the same request path and limits; the handshake counts against HEADER_TIMEOUT (nginx: listen 443 ssl).";
+    tls_cert: Option<PathBuf> = "TLS_CERT", "", parse::optional_file("empty, or a readable PEM file"),
+        "With TLS_LISTEN: the certificate chain, PEM, leaf first (a kubernetes.io/tls Secret's tls.crt). Re-read every 5s: a renewed certificate is served to new handshakes without a restart (nginx: ssl_certificate).";
+    tls_key: Option<PathBuf> = "TLS_KEY", "", parse::optional_file("empty, or a readable PEM file"),
+        "With TLS_LISTEN: the private key, PEM, RSA or ECDSA (tls.key); must match TLS_CERT (nginx: ssl_certificate_key).";
+    tls_client_ca: Option<PathBuf> = "TLS_CLIENT_CA", "", parse::optional_file("empty, or a readable PEM file"),
+        "With TLS_LISTEN: CA certificates (PEM bundle); when set, a client must present a certificate they signed or the handshake is refused, so only the ingress holding one reaches the pod (nginx: ssl_verify_client on + ssl_client_certificate).";
     app_host: IpAddr = "APP_HOST", "127.0.0.1", parse::ip_addr(),
         "IP address of the app inside the pod (an IP, so no DNS is needed).";
     app_port: u16 = "APP_PORT", "8000",
@@ -355,6 +364,11 @@ impl Config {
                 expected: "a consistent configuration (internal error)".into(),
             }],
         })?;
+        let mut errors = Vec::new();
+        check_listeners(&config, &mut errors, &mut warnings);
+        if !errors.is_empty() {
+            return Err(ConfigError { errors });
+        }
         if let (Some(mem), None) = (config.buffer_requests, &config.buffer_dir) {
             if config.max_body.is_none_or(|max| max > mem) {
                 warnings.push(format!(
@@ -373,6 +387,80 @@ impl Config {
     /// The app's address, from APP_HOST and APP_PORT.
     pub fn app_addr(&self) -> SocketAddr {
         SocketAddr::new(self.app_host, self.app_port)
+    }
+}
+
+/// What no single variable shows: at least one listener, and a TLS listener
+/// whose certificate, key and CA load (all reported at once).
+fn check_listeners(c: &Config, errors: &mut Vec<VarError>, warnings: &mut Vec<String>) {
+    let err = |var: &str, value: String, expected: String| VarError {
+        var: format!("{PREFIX}{var}"),
+        value,
+        expected,
+    };
+    if c.listen.is_none() && c.tls_listen.is_none() {
+        errors.push(err(
+            "LISTEN",
+            "off".into(),
+            "an address while PODGATE_TLS_LISTEN is empty: podgate needs a listener".into(),
+        ));
+    }
+    let shown = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    if c.tls_listen.is_none() {
+        for (var, v) in [
+            ("TLS_CERT", &c.tls_cert),
+            ("TLS_KEY", &c.tls_key),
+            ("TLS_CLIENT_CA", &c.tls_client_ca),
+        ] {
+            if v.is_some() {
+                warnings.push(format!("{PREFIX}{var} is set but PODGATE_TLS_LISTEN is empty: there is no TLS listener"));
+            }
+        }
+        return;
+    }
+    let mut missing = false;
+    for (var, v, what) in [
+        ("TLS_CERT", &c.tls_cert, "certificate chain (tls.crt)"),
+        ("TLS_KEY", &c.tls_key, "private key (tls.key)"),
+    ] {
+        if v.is_none() {
+            missing = true;
+            errors.push(err(
+                var,
+                String::new(),
+                format!("the PEM file of the {what}: required with PODGATE_TLS_LISTEN"),
+            ));
+        }
+    }
+    let Some(files) = c.tls_files().filter(|_| !missing) else {
+        return;
+    };
+    match crate::tls::check(&files) {
+        Ok(info) => {
+            let now = std::time::SystemTime::now();
+            if info.expired(now) {
+                warnings.push(format!(
+                    "{PREFIX}TLS_CERT: the certificate in {} ({}) expired {} ago; serving it anyway until it is renewed",
+                    files.cert.display(),
+                    info.subject,
+                    humantime::format_duration(Duration::from_secs(info.remaining(now).unsigned_abs()))
+                ));
+            }
+        }
+        Err(list) => {
+            for e in list {
+                let value = match e.var() {
+                    "TLS_CERT" => shown(&c.tls_cert),
+                    "TLS_KEY" => shown(&c.tls_key),
+                    _ => shown(&c.tls_client_ca),
+                };
+                errors.push(err(e.var(), value, e.expected()));
+            }
+        }
     }
 }
 
@@ -441,7 +529,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_documented() {
         let l = load(&[]).expect("defaults parse");
-        assert_eq!(l.config.listen, "0.0.0.0:80".parse().unwrap());
+        assert_eq!(l.config.listen, Some("0.0.0.0:80".parse().unwrap()));
         assert_eq!(l.config.app_addr(), "127.0.0.1:8000".parse().unwrap());
         assert_eq!(l.config.upstream_timeout, Duration::from_secs(60));
         assert_eq!(l.config.max_body, Some(100 << 20));
@@ -464,7 +552,7 @@ mod tests {
         ])
         .unwrap();
         let c = l.config;
-        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.listen.map(|a| a.port()), Some(8080));
         assert_eq!(c.app_addr().port(), 5000);
         assert_eq!(c.connect_timeout, Duration::from_millis(250));
         assert_eq!(c.idle_timeout, Duration::from_secs(120));

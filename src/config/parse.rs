@@ -36,6 +36,30 @@ pub fn socket_addr(expected: &'static str) -> Parse<SocketAddr> {
     Parse::new(expected, |s| s.parse().ok())
 }
 
+/// An address, or `off`/empty for no listener.
+pub fn listen_addr(expected: &'static str) -> Parse<Option<SocketAddr>> {
+    Parse::new(expected, |s| {
+        if s.is_empty() || s.eq_ignore_ascii_case("off") {
+            Some(None)
+        } else {
+            s.parse().ok().map(Some)
+        }
+    })
+}
+
+/// Empty, or a file that exists (what it holds is checked with the other
+/// TLS settings).
+pub fn optional_file(expected: &'static str) -> Parse<Option<PathBuf>> {
+    Parse::new(expected, |s| {
+        if s.is_empty() {
+            Some(None)
+        } else {
+            let p = PathBuf::from(s);
+            p.is_file().then_some(Some(p))
+        }
+    })
+}
+
 pub fn boolean() -> Parse<bool> {
     Parse::new("true or false", parse_bool)
 }

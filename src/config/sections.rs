@@ -8,6 +8,7 @@ use crate::layers::normalize::NormalizeConfig;
 use crate::layers::static_files::StaticConfig;
 use crate::proxy::ProxyConfig;
 use crate::server::ServerConfig;
+use crate::tls::TlsFiles;
 
 impl Config {
     pub fn server(&self) -> ServerConfig {
@@ -61,6 +62,16 @@ impl Config {
             memory,
             budget: self.buffer_memory,
             dir: self.buffer_dir.clone(),
+        })
+    }
+
+    /// `None` without a TLS listener.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        self.tls_listen?;
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
         })
     }
 

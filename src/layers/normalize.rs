@@ -246,7 +246,7 @@ fn prepare<B>(
                 Peer {
                     ip,
                     local_port: c.local.port(),
-                    tls: false,
+                    tls: c.tls,
                 },
                 facts,
                 &cfg.trusted_proxies,

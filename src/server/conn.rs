@@ -21,12 +21,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
 use super::io::{ActivityIo, FrameScan};
 use super::sniff::sniff;
 use super::watchdog::{Activity, Verdict, NONE};
 use super::ServerConfig;
 use crate::body::BoxError;
 use crate::ctx::ConnInfo;
+use crate::metrics::Metrics;
+use crate::tls::Tls;
 
 pub(super) async fn handle<S, B>(
     mut stream: TcpStream,
@@ -65,28 +69,11 @@ pub(super) async fn handle<S, B>(
     };
 
     if is_h2 {
-        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        b.timer(TokioTimer::new())
-            .max_header_list_size(cfg.max_header_bytes as u32)
-            .max_concurrent_streams(cfg.h2_max_streams);
-        let watchdog = activity.clone().watchdog(cfg, None);
-        let mut conn = Box::pin(b.serve_connection(TokioIo::new(io), hsvc));
-        Box::pin(drive(conn.as_mut(), watchdog, &close, &activity, |c| {
-            c.graceful_shutdown()
-        }))
-        .await;
+        serve_h2(io, hsvc, cfg, &close, &activity).await;
         return;
     }
 
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.preserve_header_case(true)
-        .header_read_timeout(None)
-        // Bounded like the client's; the head limit is max_header_size.
-        .max_buf_size((cfg.max_header_bytes + 8192).max(crate::body::READ_BUF_MAX))
-        .max_header_size(cfg.max_header_bytes);
-    if cfg.max_headers != 100 {
-        b.max_headers(cfg.max_headers);
-    }
+    let b = http1_builder(cfg);
     loop {
         activity.parking.store(false, Ordering::Relaxed);
         let watchdog = activity.clone().watchdog(cfg, Some(cfg.park_after));
@@ -134,6 +121,123 @@ pub(super) async fn handle<S, B>(
             _ = close.cancelled() => return,
         }
     }
+}
+
+/// A TLS connection: the handshake (ALPN picks HTTP/2 or HTTP/1.1), then
+/// the same serving as plaintext, without parking (the TLS session's state
+/// would have to be kept anyway). The handshake and the first request head
+/// share one `header_timeout`, as the sniff and the head do in plaintext.
+pub(super) async fn handle_tls<S, B>(
+    stream: TcpStream,
+    info: Arc<ConnInfo>,
+    svc: S,
+    cfg: &ServerConfig,
+    close: CancellationToken,
+    tls: &Tls,
+    metrics: &Metrics,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let accepted = Instant::now();
+    let handshake = tokio::time::timeout(cfg.header_timeout, tls.acceptor.accept(stream));
+    tokio::pin!(handshake);
+    let r = tokio::select! {
+        r = &mut handshake => r,
+        _ = close.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut handshake).await {
+            Ok(r) => r,
+            Err(_) => return,
+        },
+    };
+    let stream = match r {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            let reason = crate::tls::handshake_failure_reason(&e);
+            tracing::debug!(error = %e, reason, "TLS handshake failed");
+            metrics.tls_handshake_failed(reason);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(reason = "timeout", "TLS handshake failed");
+            metrics.tls_handshake_failed("timeout");
+            return;
+        }
+    };
+    let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = Arc::new(Activity::since(accepted, is_h2, info.clone()));
+    let io = ActivityIo {
+        inner: stream,
+        activity: activity.clone(),
+        prefix: Bytes::new(),
+        frames: is_h2.then(FrameScan::default),
+    };
+    let hsvc = ConnService {
+        inner: svc,
+        info,
+        activity: activity.clone(),
+    };
+    if is_h2 {
+        serve_h2(io, hsvc, cfg, &close, &activity).await;
+        return;
+    }
+    let watchdog = activity.clone().watchdog(cfg, None);
+    let mut conn = Box::pin(
+        http1_builder(cfg)
+            .serve_connection(TokioIo::new(io), hsvc)
+            .with_upgrades(),
+    );
+    Box::pin(drive(conn.as_mut(), watchdog, &close, &activity, |c| {
+        c.graceful_shutdown()
+    }))
+    .await;
+}
+
+fn http1_builder(cfg: &ServerConfig) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.preserve_header_case(true)
+        .header_read_timeout(None)
+        // Bounded like the client's; the head limit is max_header_size.
+        .max_buf_size((cfg.max_header_bytes + 8192).max(crate::body::READ_BUF_MAX))
+        .max_header_size(cfg.max_header_bytes);
+    if cfg.max_headers != 100 {
+        b.max_headers(cfg.max_headers);
+    }
+    b
+}
+
+async fn serve_h2<T, S, B>(
+    io: ActivityIo<T>,
+    hsvc: ConnService<S>,
+    cfg: &ServerConfig,
+    close: &CancellationToken,
+    activity: &Arc<Activity>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(cfg.max_header_bytes as u32)
+        .max_concurrent_streams(cfg.h2_max_streams);
+    let watchdog = activity.clone().watchdog(cfg, None);
+    let mut conn = Box::pin(b.serve_connection(TokioIo::new(io), hsvc));
+    Box::pin(drive(conn.as_mut(), watchdog, close, activity, |c| {
+        c.graceful_shutdown()
+    }))
+    .await;
 }
 
 /// Moves a value out of its box and frees the box now; a deref move in

@@ -86,8 +86,8 @@ impl FrameScan {
 /// The client socket, reporting reads and blocked writes to the watchdog.
 /// `prefix` holds bytes read before hyper took over (the sniff, or a parked
 /// connection's unparsed input); they are read first.
-pub(super) struct ActivityIo {
-    pub(super) inner: TcpStream,
+pub(super) struct ActivityIo<T = TcpStream> {
+    pub(super) inner: T,
     pub(super) activity: Arc<Activity>,
     pub(super) prefix: Bytes,
     /// HTTP/2 only.
@@ -102,7 +102,7 @@ fn scan(frames: &mut Option<FrameScan>, activity: &Activity, data: &[u8]) {
     }
 }
 
-impl AsyncRead for ActivityIo {
+impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -127,14 +127,14 @@ impl AsyncRead for ActivityIo {
     }
 }
 
-impl ActivityIo {
-    fn wrote<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+impl<T> ActivityIo<T> {
+    fn wrote<R>(&self, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         self.activity.on_write(r.is_pending());
         r
     }
 }
 
-impl AsyncWrite for ActivityIo {
+impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -48,6 +48,7 @@ use tower::Service;
 use crate::body::BoxError;
 use crate::ctx::ConnInfo;
 use crate::metrics::Metrics;
+use crate::tls::Tls;
 
 pub use conn::{ActiveBody, ConnFuture, RequestGuard};
 
@@ -63,14 +64,29 @@ pub struct ServerConfig {
     pub park_after: Duration,
 }
 
+/// A bound listener: plain, or TLS with its acceptor. Both listeners share
+/// one `limit`, the `PODGATE_MAX_CONNECTIONS` slots.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<Arc<Tls>>,
+    pub limit: Arc<Semaphore>,
+}
+
+impl ServerConfig {
+    /// The connection slots both listeners draw from.
+    pub fn connection_limit(&self) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(self.max_connections))
+    }
+}
+
 /// Runs the accept loop until `stop_accepting` is cancelled; then closes the
 /// listener and asks every connection to finish (`Connection: close` on
 /// HTTP/1.1, GOAWAY on HTTP/2). Connection tasks are spawned on `tracker` so
 /// the caller can wait for them to drain.
 pub async fn serve<S, B>(
-    listener: TcpListener,
+    listener: Listener,
     svc: S,
-    cfg: ServerConfig,
+    cfg: Arc<ServerConfig>,
     metrics: Arc<Metrics>,
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
@@ -84,8 +100,11 @@ pub async fn serve<S, B>(
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let cfg = Arc::new(cfg);
-    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let Listener {
+        tcp: listener,
+        tls,
+        limit,
+    } = listener;
     let close_conns = stop_accepting.child_token();
     // Counts as a task until the backlog below has been accepted, so the
     // drain cannot finish before those connections are being served.
@@ -95,15 +114,25 @@ pub async fn serve<S, B>(
     let spawn_conn = |stream: TcpStream, peer: SocketAddr, permit: Option<OwnedSemaphorePermit>| {
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let (svc, cfg, metrics, close) = (
+        let (svc, cfg, metrics, close, tls) = (
             svc.clone(),
             cfg.clone(),
             metrics.clone(),
             close_conns.clone(),
+            tls.clone(),
         );
         tracker.spawn(async move {
-            let info = Arc::new(ConnInfo::accepted(peer, local, permit, metrics));
-            conn::handle(stream, info, svc, &cfg, close).await;
+            let info = Arc::new(ConnInfo::accepted(
+                peer,
+                local,
+                tls.is_some(),
+                permit,
+                metrics.clone(),
+            ));
+            match tls {
+                Some(tls) => conn::handle_tls(stream, info, svc, &cfg, close, &tls, &metrics).await,
+                None => conn::handle(stream, info, svc, &cfg, close).await,
+            }
         });
     };
     loop {

@@ -45,8 +45,14 @@ pub(super) const SEND_STALLED: &str = "send timeout: client stopped reading";
 
 impl Activity {
     pub(super) fn new(h2: bool, info: Arc<ConnInfo>) -> Self {
+        Self::since(Instant::now(), h2, info)
+    }
+
+    /// Deadlines counted from `epoch` (a TLS connection: from accept, so the
+    /// handshake counts against the head timeout).
+    pub(super) fn since(epoch: Instant, h2: bool, info: Arc<ConnInfo>) -> Self {
         Self {
-            epoch: Instant::now(),
+            epoch,
             h2,
             info,
             in_flight: AtomicUsize::new(0),

@@ -353,7 +353,10 @@ pub async fn start_podgate(app: SocketAddr, vars: &[(&str, &str)]) -> Podgate {
     .expect("valid test config");
     let running = podgate::start(loaded).await.expect("podgate starts");
     Podgate {
-        addr: running.proxy_addr,
+        addr: running
+            .proxy_addr
+            .or(running.tls_addr)
+            .expect("a listener is on"),
         admin: running.admin_addr,
         running,
     }
