@@ -701,8 +701,9 @@ fn start_up_names_every_bad_tls_file_at_once() {
     );
     let (code, _, err) = podgate(&["config"], &[("TLS_LISTEN".into(), "127.0.0.1:0".into())]);
     assert_eq!(code, 64, "{err}");
+    assert!(err.contains("PODGATE_TLS_LISTEN="), "{err}");
     assert!(
-        err.contains("PODGATE_TLS_CERT=") && err.contains("PODGATE_TLS_KEY="),
+        err.contains("missing: PODGATE_TLS_CERT (tls.crt), PODGATE_TLS_KEY (tls.key)"),
         "{err}"
     );
     // No listener at all.

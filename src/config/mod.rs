@@ -422,21 +422,27 @@ fn check_listeners(c: &Config, errors: &mut Vec<VarError>, warnings: &mut Vec<St
         }
         return;
     }
-    let mut missing = false;
-    for (var, v, what) in [
-        ("TLS_CERT", &c.tls_cert, "certificate chain (tls.crt)"),
-        ("TLS_KEY", &c.tls_key, "private key (tls.key)"),
-    ] {
-        if v.is_none() {
-            missing = true;
-            errors.push(err(
-                var,
-                String::new(),
-                format!("the PEM file of the {what}: required with PODGATE_TLS_LISTEN"),
-            ));
-        }
+    // Reported on TLS_LISTEN, the variable that was set: the missing files
+    // are what it needs.
+    let missing: Vec<&str> = [
+        ("PODGATE_TLS_CERT (tls.crt)", &c.tls_cert),
+        ("PODGATE_TLS_KEY (tls.key)", &c.tls_key),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.is_none())
+    .map(|(name, _)| name)
+    .collect();
+    if !missing.is_empty() {
+        errors.push(err(
+            "TLS_LISTEN",
+            c.tls_listen.map(|a| a.to_string()).unwrap_or_default(),
+            format!(
+                "empty, or set together with the PEM files of the certificate and key; missing: {}",
+                missing.join(", ")
+            ),
+        ));
     }
-    let Some(files) = c.tls_files().filter(|_| !missing) else {
+    let Some(files) = c.tls_files() else {
         return;
     };
     match crate::tls::check(&files) {
