@@ -170,3 +170,30 @@ where
         }
     }
 }
+
+/// What a layer that may wait (spawned futures, a clone of the inner
+/// service per request) needs of the service inside it: one name for the
+/// bounds every such layer repeats.
+pub trait InnerService:
+    tower::Service<
+        http::Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> InnerService for T where
+    T: tower::Service<
+            http::Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}

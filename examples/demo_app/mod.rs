@@ -166,24 +166,6 @@ fn query_param<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A whole number with an optional binary suffix: 100, 512k, 10m, 1g.
-fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    if end == 0 {
-        return None;
-    }
-    let n: u64 = s[..end].parse().ok()?;
-    let mult: u64 = match &s[end..] {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 // ----------------------------------------------------------------- handlers
 
 fn header_str(headers: &HeaderMap, name: &str) -> String {
@@ -321,7 +303,7 @@ impl http_body::Body for Pattern {
 fn download(req: &Request<Incoming>) -> Response<Body> {
     let size = match query_param(req, "size") {
         None | Some("") => DEFAULT_DOWNLOAD,
-        Some(v) => match parse_size(v) {
+        Some(v) => match podgate::config::parse_size(v) {
             Some(n) => n.min(MAX_DOWNLOAD),
             None => {
                 return bad_request(format!(

@@ -63,11 +63,7 @@ pub struct AppLimit<S> {
 
 impl<S> Service<Request<Body>> for AppLimit<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: crate::ctx::InnerService,
 {
     type Response = Response<Body>;
     type Error = Infallible;

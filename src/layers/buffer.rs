@@ -102,11 +102,7 @@ pub struct Buffer<S> {
 
 impl<S> Service<Request<Body>> for Buffer<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: crate::ctx::InnerService,
 {
     type Response = Response<Body>;
     type Error = Infallible;

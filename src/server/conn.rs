@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::io::{ActivityIo, FrameScan};
 use super::sniff::sniff;
 use super::watchdog::{Activity, Verdict, NONE};
-use super::ServerConfig;
+use super::{AppService, ResponseBody, ServerConfig};
 use crate::body::BoxError;
 use crate::ctx::ConnInfo;
 use crate::metrics::Metrics;
@@ -39,14 +39,8 @@ pub(super) async fn handle<S, B>(
     cfg: &ServerConfig,
     close: CancellationToken,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: AppService<B>,
+    B: ResponseBody,
 {
     // The futures that are only alive for a while (the sniff, a hyper
     // connection being driven) are boxed: the task's own allocation is as
@@ -56,17 +50,7 @@ pub(super) async fn handle<S, B>(
         return; // nothing sent in time, or gone
     };
     let activity = Arc::new(Activity::new(is_h2, info.clone()));
-    let mut io = ActivityIo {
-        inner: stream,
-        activity: activity.clone(),
-        prefix: read,
-        frames: is_h2.then(FrameScan::default),
-    };
-    let mut hsvc = ConnService {
-        inner: svc,
-        info,
-        activity: activity.clone(),
-    };
+    let (mut io, mut hsvc) = wire(stream, read, &activity, info, svc);
 
     if is_h2 {
         serve_h2(io, hsvc, cfg, &close, &activity).await;
@@ -136,14 +120,8 @@ pub(super) async fn handle_tls<S, B>(
     tls: &Tls,
     metrics: &Metrics,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: AppService<B>,
+    B: ResponseBody,
 {
     let accepted = Instant::now();
     let handshake = tokio::time::timeout(cfg.header_timeout, tls.acceptor.accept(stream));
@@ -171,17 +149,7 @@ pub(super) async fn handle_tls<S, B>(
     };
     let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let activity = Arc::new(Activity::since(accepted, is_h2, info.clone()));
-    let io = ActivityIo {
-        inner: stream,
-        activity: activity.clone(),
-        prefix: Bytes::new(),
-        frames: is_h2.then(FrameScan::default),
-    };
-    let hsvc = ConnService {
-        inner: svc,
-        info,
-        activity: activity.clone(),
-    };
+    let (io, hsvc) = wire(stream, Bytes::new(), &activity, info, svc);
     if is_h2 {
         serve_h2(io, hsvc, cfg, &close, &activity).await;
         return;
@@ -196,6 +164,29 @@ pub(super) async fn handle_tls<S, B>(
         c.graceful_shutdown()
     }))
     .await;
+}
+
+/// The socket and the service as hyper gets them, both reporting to the
+/// connection's watchdog; `read` is what was read before hyper took over.
+fn wire<T, S>(
+    stream: T,
+    read: Bytes,
+    activity: &Arc<Activity>,
+    info: Arc<ConnInfo>,
+    svc: S,
+) -> (ActivityIo<T>, ConnService<S>) {
+    let io = ActivityIo {
+        inner: stream,
+        activity: activity.clone(),
+        prefix: read,
+        frames: activity.h2.then(FrameScan::default),
+    };
+    let hsvc = ConnService {
+        inner: svc,
+        info,
+        activity: activity.clone(),
+    };
+    (io, hsvc)
 }
 
 fn http1_builder(cfg: &ServerConfig) -> hyper::server::conn::http1::Builder {
@@ -219,14 +210,8 @@ async fn serve_h2<T, S, B>(
     activity: &Arc<Activity>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: AppService<B>,
+    B: ResponseBody,
 {
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     b.timer(TokioTimer::new())

@@ -64,6 +64,35 @@ pub struct ServerConfig {
     pub park_after: Duration,
 }
 
+/// The request path as a connection serves it (what `stack::build`
+/// returns): one name for its bounds.
+pub trait AppService<B>:
+    Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T, B> AppService<B> for T where
+    T: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A response body hyper can send.
+pub trait ResponseBody: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+impl<T> ResponseBody for T where T: HttpBody<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
 /// A bound listener: plain, or TLS with its acceptor. Both listeners share
 /// one `limit`, the `PODGATE_MAX_CONNECTIONS` slots.
 pub struct Listener {
@@ -91,14 +120,8 @@ pub async fn serve<S, B>(
     stop_accepting: CancellationToken,
     tracker: TaskTracker,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: AppService<B>,
+    B: ResponseBody,
 {
     let Listener {
         tcp: listener,
