@@ -11,8 +11,11 @@
 //! at once. Tests feed a map through [`Config::from_vars`]; nothing here
 //! reads the process environment except [`Config::from_env`].
 
+mod checks;
 mod parse;
 mod sections;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -365,7 +368,7 @@ impl Config {
             }],
         })?;
         let mut errors = Vec::new();
-        check_listeners(&config, &mut errors, &mut warnings);
+        checks::listeners(&config, &mut errors, &mut warnings);
         if !errors.is_empty() {
             return Err(ConfigError { errors });
         }
@@ -387,86 +390,6 @@ impl Config {
     /// The app's address, from APP_HOST and APP_PORT.
     pub fn app_addr(&self) -> SocketAddr {
         SocketAddr::new(self.app_host, self.app_port)
-    }
-}
-
-/// What no single variable shows: at least one listener, and a TLS listener
-/// whose certificate, key and CA load (all reported at once).
-fn check_listeners(c: &Config, errors: &mut Vec<VarError>, warnings: &mut Vec<String>) {
-    let err = |var: &str, value: String, expected: String| VarError {
-        var: format!("{PREFIX}{var}"),
-        value,
-        expected,
-    };
-    if c.listen.is_none() && c.tls_listen.is_none() {
-        errors.push(err(
-            "LISTEN",
-            "off".into(),
-            "an address while PODGATE_TLS_LISTEN is empty: podgate needs a listener".into(),
-        ));
-    }
-    let shown = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    };
-    if c.tls_listen.is_none() {
-        for (var, v) in [
-            ("TLS_CERT", &c.tls_cert),
-            ("TLS_KEY", &c.tls_key),
-            ("TLS_CLIENT_CA", &c.tls_client_ca),
-        ] {
-            if v.is_some() {
-                warnings.push(format!("{PREFIX}{var} is set but PODGATE_TLS_LISTEN is empty: there is no TLS listener"));
-            }
-        }
-        return;
-    }
-    // Reported on TLS_LISTEN, the variable that was set: the missing files
-    // are what it needs.
-    let missing: Vec<&str> = [
-        ("PODGATE_TLS_CERT (tls.crt)", &c.tls_cert),
-        ("PODGATE_TLS_KEY (tls.key)", &c.tls_key),
-    ]
-    .into_iter()
-    .filter(|(_, v)| v.is_none())
-    .map(|(name, _)| name)
-    .collect();
-    if !missing.is_empty() {
-        errors.push(err(
-            "TLS_LISTEN",
-            c.tls_listen.map(|a| a.to_string()).unwrap_or_default(),
-            format!(
-                "empty, or set together with the PEM files of the certificate and key; missing: {}",
-                missing.join(", ")
-            ),
-        ));
-    }
-    let Some(files) = c.tls_files() else {
-        return;
-    };
-    match crate::tls::check(&files) {
-        Ok(info) => {
-            let now = std::time::SystemTime::now();
-            if info.expired(now) {
-                warnings.push(format!(
-                    "{PREFIX}TLS_CERT: the certificate in {} ({}) expired {} ago; serving it anyway until it is renewed",
-                    files.cert.display(),
-                    info.subject,
-                    humantime::format_duration(Duration::from_secs(info.remaining(now).unsigned_abs()))
-                ));
-            }
-        }
-        Err(list) => {
-            for e in list {
-                let value = match e.var() {
-                    "TLS_CERT" => shown(&c.tls_cert),
-                    "TLS_KEY" => shown(&c.tls_key),
-                    _ => shown(&c.tls_client_ca),
-                };
-                errors.push(err(e.var(), value, e.expected()));
-            }
-        }
     }
 }
 
@@ -522,122 +445,4 @@ fn default_of(name: &str) -> &'static str {
         .find(|v| v.name == name)
         .map(|v| v.default)
         .unwrap_or("")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(vars: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
-        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-    }
-
-    #[test]
-    fn defaults_are_valid_and_documented() {
-        let l = load(&[]).expect("defaults parse");
-        assert_eq!(l.config.listen, Some("0.0.0.0:80".parse().unwrap()));
-        assert_eq!(l.config.app_addr(), "127.0.0.1:8000".parse().unwrap());
-        assert_eq!(l.config.upstream_timeout, Duration::from_secs(60));
-        assert_eq!(l.config.max_body, Some(100 << 20));
-        assert!(l.config.max_body.unwrap() > 1 << 20, "above nginx's 1m");
-        assert!(l.warnings.is_empty());
-        assert!(l.effective.iter().all(|(_, _, s)| *s == Source::Default));
-    }
-
-    #[test]
-    fn values_are_read_from_the_map() {
-        let l = load(&[
-            ("PODGATE_LISTEN", "127.0.0.1:8080"),
-            ("PODGATE_APP_PORT", "5000"),
-            ("PODGATE_CONNECT_TIMEOUT", "250ms"),
-            ("PODGATE_IDLE_TIMEOUT", "2m"),
-            ("PODGATE_MAX_BODY", "512k"),
-            ("PODGATE_LOG_FORMAT", "TEXT"),
-            ("PODGATE_ACCESS_LOG", "false"),
-            ("OTHER_VAR", "ignored"),
-        ])
-        .unwrap();
-        let c = l.config;
-        assert_eq!(c.listen.map(|a| a.port()), Some(8080));
-        assert_eq!(c.app_addr().port(), 5000);
-        assert_eq!(c.connect_timeout, Duration::from_millis(250));
-        assert_eq!(c.idle_timeout, Duration::from_secs(120));
-        assert_eq!(c.max_body, Some(512 * 1024));
-        assert_eq!(c.log_format, LogFormat::Text);
-        assert!(!c.access_log);
-    }
-
-    #[test]
-    fn every_bad_variable_is_reported_at_once() {
-        let err = load(&[
-            ("PODGATE_LISTEN", "80"),
-            ("PODGATE_APP_PORT", "http"),
-            ("PODGATE_UPSTREAM_TIMEOUT", "10"),
-            ("PODGATE_MAX_BODY", "lots"),
-            ("PODGATE_LOG_FORMAT", "xml"),
-        ])
-        .unwrap_err();
-        let names: Vec<_> = err.errors.iter().map(|e| e.var.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "PODGATE_LISTEN",
-                "PODGATE_APP_PORT",
-                "PODGATE_UPSTREAM_TIMEOUT",
-                "PODGATE_MAX_BODY",
-                "PODGATE_LOG_FORMAT"
-            ]
-        );
-        let msg = err.to_string();
-        assert!(msg.contains("PODGATE_APP_PORT=\"http\": expected a port number"));
-        assert!(msg.contains("PODGATE_UPSTREAM_TIMEOUT=\"10\": expected a duration"));
-    }
-
-    #[test]
-    fn unknown_names_warn_but_service_links_do_not() {
-        let l = load(&[
-            ("PODGATE_LISTN", "0.0.0.0:80"),
-            ("PODGATE_PORT", "tcp://10.0.0.7:80"),
-            ("PODGATE_PORT_80_TCP_ADDR", "10.0.0.7"),
-            ("PODGATE_SERVICE_HOST", "10.0.0.7"),
-            ("PODGATE_SERVICE_PORT", "80"),
-        ])
-        .unwrap();
-        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
-        assert!(l.warnings[0].contains("PODGATE_LISTN"));
-    }
-
-    #[test]
-    fn zero_body_limit_means_unlimited() {
-        let l = load(&[("PODGATE_MAX_BODY", "0")]).unwrap();
-        assert_eq!(l.config.max_body, None);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1024"), Some(1024));
-        assert_eq!(parse_size("512k"), Some(512 << 10));
-        assert_eq!(parse_size("10m"), Some(10 << 20));
-        assert_eq!(parse_size("10MiB"), Some(10 << 20));
-        assert_eq!(parse_size("1g"), Some(1 << 30));
-        assert_eq!(parse_size("k"), None);
-        assert_eq!(parse_size("-1"), None);
-        assert_eq!(parse_size("1.5m"), None);
-        assert_eq!(parse_size("99999999999999999999g"), None);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("10"), None);
-    }
-
-    #[test]
-    fn cidrs() {
-        let v = parse_cidrs("10.0.0.0/8, 127.0.0.1,::1").unwrap();
-        assert_eq!(v.len(), 3);
-        assert_eq!(parse_cidrs("none").unwrap().len(), 0);
-        assert!(parse_cidrs("10.0.0.0/33").is_none());
-    }
 }
