@@ -197,7 +197,23 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
         req = Request::from_parts(parts, b);
     }
 
-    let sent = tokio::time::timeout(inner.upstream_timeout, inner.pool.send(req)).await;
+    // The app cannot be late while the client is still uploading: that pace
+    // is BODY_TIMEOUT's. The response clock starts when the body is sent
+    // (nginx's proxy_read_timeout counts the same way).
+    let (req, upload) = if req.body().is_end_stream() {
+        (req, None)
+    } else {
+        let upload = Arc::new(Upload {
+            start: std::time::Instant::now(),
+            moved: std::sync::atomic::AtomicU64::new(0),
+            client_turn: std::sync::atomic::AtomicBool::new(false),
+            done: tokio::sync::Notify::new(),
+        });
+        let state = Uploading(upload.clone());
+        let req = req.map(|inner| body::boxed(UploadBody { inner, state }));
+        (req, Some(upload))
+    };
+    let sent = after_body(inner.pool.send(req), upload, inner.upstream_timeout).await;
     let resp = match sent {
         Err(_) => return Err(ProxyError::ResponseTimeout),
         Ok(Ok(resp)) => resp,
@@ -222,6 +238,109 @@ async fn forward(inner: &Inner, mut req: Request<Body>) -> Result<Response<Body>
 
 /// A reused connection that died before any response byte: the keep-alive
 /// race (the app closed it while the request was on its way).
+/// The upload to the app: when it last moved, and a signal when it is gone
+/// (sent whole, or dropped by hyper).
+struct Upload {
+    start: std::time::Instant,
+    /// Milliseconds since `start` when the body last handed hyper a frame.
+    moved: std::sync::atomic::AtomicU64,
+    /// The body is waiting for the client: not the app's pause.
+    client_turn: std::sync::atomic::AtomicBool,
+    done: tokio::sync::Notify,
+}
+
+impl Upload {
+    fn idle(&self) -> Duration {
+        if self.client_turn.load(std::sync::atomic::Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        let moved = self.moved.load(std::sync::atomic::Ordering::Relaxed);
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(moved))
+    }
+}
+
+/// Keeps [`Upload`] informed from inside the request body.
+struct Uploading(Arc<Upload>);
+
+impl Uploading {
+    fn polled(&self, client_turn: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.client_turn.store(client_turn, Relaxed);
+        if !client_turn {
+            let ms = self.0.start.elapsed().as_millis() as u64;
+            self.0.moved.store(ms, Relaxed);
+        }
+    }
+}
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        // Stores a permit if nobody waits yet.
+        self.0.done.notify_one();
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct UploadBody {
+        #[pin]
+        inner: Body,
+        state: Uploading,
+    }
+}
+
+impl HttpBody for UploadBody {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let r = this.inner.poll_frame(cx);
+        this.state.polled(r.is_pending());
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `fut` with `limit` counted from when the request body was sent, or at
+/// once when there is none. While the body is on its way, `limit` bounds a
+/// pause of the app in taking it (nginx: proxy_send_timeout); the client's
+/// own pauses are BODY_TIMEOUT's.
+async fn after_body<F: Future>(
+    fut: F,
+    upload: Option<Arc<Upload>>,
+    limit: Duration,
+) -> Result<F::Output, ()> {
+    let Some(upload) = upload else {
+        return tokio::time::timeout(limit, fut).await.map_err(|_| ());
+    };
+    tokio::pin!(fut);
+    loop {
+        let wait = limit.saturating_sub(upload.idle());
+        tokio::select! {
+            r = &mut fut => return Ok(r),
+            _ = upload.done.notified() => break,
+            _ = tokio::time::sleep(wait) => {
+                if upload.idle() >= limit {
+                    return Err(());
+                }
+            }
+        }
+    }
+    tokio::time::timeout(limit, fut).await.map_err(|_| ())
+}
+
 fn is_retryable(e: &SendError) -> bool {
     let SendError::Request {
         error,

@@ -384,6 +384,54 @@ async fn slow_app_is_504_after_the_upstream_timeout() {
     assert_eq!(r.text().await.unwrap(), "app did not respond in time\n");
 }
 
+/// A slow upload is the client's pace (BODY_TIMEOUT), not the app's: the
+/// upstream timeout counts from when the body has been sent, as nginx's
+/// proxy_read_timeout does.
+#[tokio::test]
+async fn a_slow_upload_does_not_count_against_the_upstream_timeout() {
+    let app = spawn_echo_app().await;
+    let pg = start_podgate(app, &[("UPSTREAM_TIMEOUT", "300ms")]).await;
+    let mut s = TcpStream::connect(pg.addr).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    for part in [&b"abc"[..], b"def", b"ghi", b"jkl"] {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.write_all(part).await.unwrap();
+    }
+    let resp = read_to_close(&mut s, WAIT).await.unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    assert_eq!(status_of(&text), 200, "{text}");
+    assert!(text.contains("abcdefghijkl"), "{text}");
+}
+
+/// An app that stops taking the request body gets the upstream timeout
+/// (nginx: proxy_send_timeout), not an upload that hangs forever.
+#[tokio::test]
+async fn an_app_that_stops_reading_the_upload_is_504() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        // Accepts and reads nothing: the socket buffers fill up.
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let pg = start_podgate(app, &[("UPSTREAM_TIMEOUT", "500ms")]).await;
+    pg.running.health.mark_seen();
+    let t = Instant::now();
+    let body = vec![b'x'; 32 << 20];
+    let r = client()
+        .post(pg.url("/big"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
 #[tokio::test]
 async fn malformed_app_response_is_502() {
     for bad in [

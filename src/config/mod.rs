@@ -84,7 +84,7 @@ settings! {
     connect_timeout: Duration = "CONNECT_TIMEOUT", "2s", duration(),
         "Time allowed to open a connection to the app; past it the client gets 504 (nginx: proxy_connect_timeout). A refused connection is 502 at once.";
     upstream_timeout: Duration = "UPSTREAM_TIMEOUT", "60s", duration(),
-        "Time allowed for the app to start its response, and the longest pause inside a response body; past it 504 (nginx: proxy_read_timeout).";
+        "Time allowed for the app to start its response once the request body is sent, and the longest pause of the app in taking a request body or inside a response body; past it 504 (nginx: proxy_read_timeout, proxy_send_timeout). A slow client upload is BODY_TIMEOUT's.";
     header_timeout: Duration = "HEADER_TIMEOUT", "10s", duration(),
         "A client must send a whole request head within this time of its first byte (or of connecting); slow clients are cut off.";
     idle_timeout: Duration = "IDLE_TIMEOUT", "75s", duration(),
