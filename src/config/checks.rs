@@ -3,23 +3,67 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Config, VarError, PREFIX};
+use super::{default_of, Config, Raw, VarError, PREFIX};
 
-/// What no single variable shows: at least one listener, and a TLS listener
-/// whose certificate, key and CA load (all reported at once).
-pub(super) fn listeners(c: &Config, errors: &mut Vec<VarError>, warnings: &mut Vec<String>) {
-    let err = |var: &str, value: String, expected: String| VarError {
-        var: format!("{PREFIX}{var}"),
-        value,
-        expected,
+/// What no single variable shows, judged on what was set (so that it is
+/// reported whatever else failed): at least one listener, and a TLS
+/// listener with its certificate and key files named. Reported on the
+/// variable that was set.
+pub(super) fn listeners_named(raw: &Raw) -> Vec<VarError> {
+    let value = |name: &str| {
+        raw.get(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| default_of(name).to_string())
     };
-    if c.listen.is_none() && c.tls_listen.is_none() {
+    let addr = |name: &str| {
+        let v = value(name);
+        (v.parse::<std::net::SocketAddr>().is_ok(), v)
+    };
+    let off = |v: &str| v.is_empty() || v.eq_ignore_ascii_case("off");
+    let (_, listen) = addr("LISTEN");
+    let (tls_on, tls) = addr("TLS_LISTEN");
+    let mut errors = Vec::new();
+    if off(&listen) && !tls_on {
         errors.push(err(
             "LISTEN",
-            "off".into(),
+            listen,
             "an address while PODGATE_TLS_LISTEN is empty: podgate needs a listener".into(),
         ));
     }
+    if tls_on {
+        let missing: Vec<&str> = [
+            ("TLS_CERT", "PODGATE_TLS_CERT (tls.crt)"),
+            ("TLS_KEY", "PODGATE_TLS_KEY (tls.key)"),
+        ]
+        .into_iter()
+        .filter(|(var, _)| value(var).is_empty())
+        .map(|(_, shown)| shown)
+        .collect();
+        if !missing.is_empty() {
+            errors.push(err(
+                "TLS_LISTEN",
+                tls,
+                format!(
+                    "empty, or set together with the PEM files of the certificate and key; missing: {}",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
+    errors
+}
+
+fn err(var: &str, value: String, expected: String) -> VarError {
+    VarError {
+        var: format!("{PREFIX}{var}"),
+        value,
+        expected,
+    }
+}
+
+/// Once every variable parsed: the TLS files load and match (all problems
+/// at once), and what is set without effect warns.
+pub(super) fn tls_files(c: &Config, errors: &mut Vec<VarError>, warnings: &mut Vec<String>) {
     let shown = |p: &Option<PathBuf>| {
         p.as_ref()
             .map(|p| p.display().to_string())
@@ -36,26 +80,6 @@ pub(super) fn listeners(c: &Config, errors: &mut Vec<VarError>, warnings: &mut V
             }
         }
         return;
-    }
-    // Reported on TLS_LISTEN, the variable that was set: the missing files
-    // are what it needs.
-    let missing: Vec<&str> = [
-        ("PODGATE_TLS_CERT (tls.crt)", &c.tls_cert),
-        ("PODGATE_TLS_KEY (tls.key)", &c.tls_key),
-    ]
-    .into_iter()
-    .filter(|(_, v)| v.is_none())
-    .map(|(name, _)| name)
-    .collect();
-    if !missing.is_empty() {
-        errors.push(err(
-            "TLS_LISTEN",
-            c.tls_listen.map(|a| a.to_string()).unwrap_or_default(),
-            format!(
-                "empty, or set together with the PEM files of the certificate and key; missing: {}",
-                missing.join(", ")
-            ),
-        ));
     }
     let Some(files) = c.tls_files() else {
         return;

@@ -348,6 +348,7 @@ impl Config {
             errors: Vec::new(),
         };
         let config = parse_all(&mut p);
+        p.errors.extend(checks::listeners_named(&raw));
         let effective = VARS
             .iter()
             .map(|v| match raw.get(v.name) {
@@ -368,7 +369,7 @@ impl Config {
             }],
         })?;
         let mut errors = Vec::new();
-        checks::listeners(&config, &mut errors, &mut warnings);
+        checks::tls_files(&config, &mut errors, &mut warnings);
         if !errors.is_empty() {
             return Err(ConfigError { errors });
         }
