@@ -407,6 +407,43 @@ for f in sorted(os.listdir(render_dir)):
     objs = [o for o in yaml.safe_load_all(open(os.path.join(render_dir, f))) if o]
     rendered[f[:-5]] = objs
 
+def tls_files(pg, spec, env, where):
+    """podgate's TLS files must come from a Secret volume mounted read-only as
+    a directory: the kubelet updates a Secret volume by swapping its ..data
+    symlink, which a subPath mount never sees (podgate would keep the old
+    certificate until it expired). Returns {variable: secretName}."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    out = {}
+    for var in ("PODGATE_TLS_CERT", "PODGATE_TLS_KEY", "PODGATE_TLS_CLIENT_CA"):
+        path = env.get(var)
+        if not path:
+            if var != "PODGATE_TLS_CLIENT_CA":
+                err(f"{where}: PODGATE_TLS_LISTEN is set but {var} is not")
+            continue
+        mounts = [m for m in pg.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")]
+        if len(mounts) != 1:
+            err(f"{where}: {var}={path} is not under exactly one volumeMount of podgate ({len(mounts)})"); continue
+        m = mounts[0]
+        if m.get("subPath") or m.get("subPathExpr"):
+            err(f"{where}: {var} comes from a subPath mount ({m['name']}): the kubelet never updates those, so a renewed certificate would not reach podgate")
+        if m.get("readOnly") is not True:
+            err(f"{where}: volumeMount {m['name']} (for {var}) should be readOnly: true")
+        v = volumes.get(m["name"], {})
+        secret = (v.get("secret") or {}).get("secretName")
+        if not secret:
+            err(f"{where}: {var} comes from volume {m['name']!r}, which is not a Secret volume"); continue
+        fname = path[len(m["mountPath"].rstrip("/")) + 1:]
+        want = {"PODGATE_TLS_CERT": "tls.crt", "PODGATE_TLS_KEY": "tls.key", "PODGATE_TLS_CLIENT_CA": "ca.crt"}[var]
+        if fname != want:
+            err(f"{where}: {var}={path}: a kubernetes.io/tls Secret has {want} for this, not {fname}")
+        items = (v.get("secret") or {}).get("items")
+        if items and fname not in [i.get("path") for i in items]:
+            err(f"{where}: {var}: volume {m['name']} has items that leave out {fname}")
+        out[var] = secret
+    if len(set(out.values())) > 1:
+        err(f"{where}: the TLS files come from different Secrets ({out}): a renewal would update them at different times")
+    return out
+
 def check_pod(o, where):
     spec = o["spec"]["template"]["spec"]
     labels = o["spec"]["template"]["metadata"].get("labels", {})
@@ -424,8 +461,23 @@ def check_pod(o, where):
     if native and pg.get("restartPolicy") != "Always":
         err(f"{where}: podgate in initContainers needs restartPolicy: Always (native sidecar)")
     ports = {p.get("name"): p["containerPort"] for p in pg.get("ports", [])}
-    if "http" not in ports or ports.get("admin") != 9901:
-        err(f"{where}: podgate needs ports named http and admin (9901), has {ports}")
+    env = {e["name"]: e.get("value") for e in pg.get("env", [])}
+    # Plaintext listener (PODGATE_LISTEN, `off` = none) on port `http`, TLS
+    # listener (PODGATE_TLS_LISTEN, empty = none) on port `https`.
+    plain = str(env.get("PODGATE_LISTEN", "0.0.0.0:80")).strip()
+    tls = str(env.get("PODGATE_TLS_LISTEN") or "").strip()
+    if ports.get("admin") != 9901:
+        err(f"{where}: podgate needs a port named admin (9901), has {ports}")
+    if plain == "off" and not tls:
+        err(f"{where}: PODGATE_LISTEN=off and no PODGATE_TLS_LISTEN: podgate would serve nothing")
+    if plain != "off" and "http" not in ports:
+        err(f"{where}: podgate needs a port named http for PODGATE_LISTEN={plain}, has {ports}")
+    if plain == "off" and "http" in ports:
+        err(f"{where}: PODGATE_LISTEN=off but podgate still declares a port named http ({ports['http']})")
+    if tls and "https" not in ports:
+        err(f"{where}: podgate needs a port named https for PODGATE_TLS_LISTEN={tls}, has {ports}")
+    if not tls and "https" in ports:
+        err(f"{where}: podgate declares a port named https but PODGATE_TLS_LISTEN is not set")
     for kind, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz"), ("startupProbe", "/livez")):
         pr = pg.get(kind)
         if pr is None:
@@ -442,13 +494,20 @@ def check_pod(o, where):
             err(f"{where}: podgate securityContext.{k} should be {v}")
     if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
         err(f"{where}: podgate should drop ALL capabilities and use seccomp RuntimeDefault")
-    env = {e["name"]: e.get("value") for e in pg.get("env", [])}
-    listen_port = int(str(env.get("PODGATE_LISTEN", "0.0.0.0:80")).rsplit(":", 1)[1])
-    if listen_port != ports.get("http"):
-        err(f"{where}: podgate listens on {listen_port} but its http containerPort is {ports.get('http')}")
     sysctls = {s["name"]: s["value"] for s in spec.get("securityContext", {}).get("sysctls", [])}
-    if listen_port < 1024 and sysctls.get("net.ipv4.ip_unprivileged_port_start") != "0":
-        err(f"{where}: non-root podgate on port {listen_port} needs sysctl net.ipv4.ip_unprivileged_port_start=0")
+    for var, value, pname in (("PODGATE_LISTEN", plain, "http"), ("PODGATE_TLS_LISTEN", tls, "https")):
+        if not value or value == "off":
+            continue
+        try:
+            listen_port = int(value.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            err(f"{where}: {var}={value!r} is not HOST:PORT"); continue
+        if listen_port != ports.get(pname):
+            err(f"{where}: podgate listens on {listen_port} ({var}) but its {pname} containerPort is {ports.get(pname)}")
+        if listen_port < 1024 and sysctls.get("net.ipv4.ip_unprivileged_port_start") != "0":
+            err(f"{where}: non-root podgate on port {listen_port} needs sysctl net.ipv4.ip_unprivileged_port_start=0")
+    if tls:
+        tls_files(pg, spec, env, where)
     grace = spec.get("terminationGracePeriodSeconds", 30)
     drain = podgate_duration(env.get("PODGATE_DRAIN_DELAY", "5s"), "DRAIN_DELAY")
     stop = podgate_duration(env.get("PODGATE_SHUTDOWN_TIMEOUT", "20s"), "SHUTDOWN_TIMEOUT")
@@ -585,7 +644,8 @@ APPS = {"k8s": ("Deployment", "Service", "Ingress", "PodDisruptionBudget"),
         "k8s_classic": ("Deployment", "Service", "Ingress", "PodDisruptionBudget"),
         "k8s_examples_component": ("Deployment", "Service"),
         "variant_app-port": ("Deployment", "Service"),
-        "variant_classic": ("Deployment", "Service")}
+        "variant_classic": ("Deployment", "Service"),
+        "k8s_tls": ("Deployment", "Service", "Ingress", "PodDisruptionBudget", "Certificate", "Issuer")}
 for name, kinds in APPS.items():
     if name not in rendered:
         err(f"{name}: not rendered"); continue
@@ -767,7 +827,7 @@ yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [{"record": f"podgate_
 # --- what kubernetes-validate gets: every built-in object, as rendered ------
 n = 0
 for name, objs in rendered.items():
-    builtin = [o for o in objs if not str(o.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+    builtin = [o for o in objs if not str(o.get("apiVersion", "")).startswith(("monitoring.coreos.com/", "cert-manager.io/"))]
     if builtin:
         with open(os.path.join(validate_dir, f"{name}.yaml"), "w") as f:
             yaml.safe_dump_all(builtin, f, sort_keys=False)
