@@ -125,7 +125,13 @@ fi
 #     a built-in kind; the prometheus-operator objects (custom resources, no
 #     schema there) get a structural check, every PromQL expression (the
 #     rules and the dashboard's) must parse with promtool, and the alerts
-#     pass their unit tests (k8s/monitoring/prometheusrule.test.yaml).
+#     pass their unit tests (k8s/monitoring/prometheusrule.test.yaml);
+#   - k8s/tls: the cert-manager objects (custom resources too) get a
+#     structural check, and the TLS wiring is followed through: podgate's
+#     listeners match its declared ports, its certificate files come from a
+#     Secret mounted read-only without subPath, that Secret is a
+#     Certificate's, the Ingress verifies a name the certificate carries and
+#     presents a client certificate from the same issuer.
 # Every YAML file under k8s/ must be used by a kustomization, except the
 # standalone examples in k8s/examples/.
 K8S_MAX=$("${KUBEVAL[@]}" --help | tr '\n' ' ' | sed -n 's/.*Defaults to \([0-9][0-9.]*\).*/\1/p')
@@ -823,6 +829,169 @@ yaml.safe_dump({"groups": rule_groups}, open(os.path.join(promql_dir, "rules.yam
 subst = lambda e: e.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$namespace", ".*").replace("$pod", ".*")
 yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [{"record": f"podgate_dashboard:check{i}", "expr": subst(e), "labels": {"source": w}} for i, (w, e) in enumerate(exprs)]}]},
                open(os.path.join(promql_dir, "dashboard.yaml"), "w"), sort_keys=False)
+
+# --- k8s/tls: cert-manager objects (custom resources) and the TLS wiring ---
+# cert-manager.io/v1 has no schema in kubernetes-validate: a structural check
+# of Issuer and Certificate (the fields cert-manager v1 knows), then the
+# wiring kustomize cannot see: each pod mounts the Secret a Certificate
+# writes, that certificate carries the name the Ingress verifies, and the
+# Ingress presents a client certificate from the same CA the pods trust.
+CM_ISSUER = ("selfSigned", "ca", "acme", "vault", "venafi")
+CM_CERT = ("secretName", "issuerRef", "commonName", "dnsNames", "ipAddresses", "uris", "emailAddresses", "duration",
+           "renewBefore", "renewBeforePercentage", "usages", "privateKey", "isCA", "subject", "literalSubject",
+           "secretTemplate", "keystores", "revisionHistoryLimit", "additionalOutputFormats", "encodeUsagesInRequest",
+           "nameConstraints", "otherNames", "signatureAlgorithm")
+CM_USAGES = {"signing", "digital signature", "content commitment", "key encipherment", "key agreement", "data encipherment",
+             "cert sign", "crl sign", "encipher only", "decipher only", "any", "server auth", "client auth", "code signing",
+             "email protection", "s/mime", "ipsec end system", "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+             "microsoft sgc", "netscape sgc"}
+GO_DUR = re.compile(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
+def check_cert_manager(name, objs):
+    issuers = {o["metadata"]["name"]: o for o in objs if o.get("kind") == "Issuer"}
+    certs = {}
+    for o in objs:
+        kind = o.get("kind")
+        if kind not in ("Issuer", "ClusterIssuer", "Certificate"):
+            continue
+        where = f"{name}: {kind}/{o.get('metadata', {}).get('name')}"
+        if o.get("apiVersion") != "cert-manager.io/v1":
+            err(f"{where}: apiVersion should be cert-manager.io/v1")
+        keys_ok(where, o, ("apiVersion", "kind", "metadata", "spec"), ("metadata", "spec"))
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", str(o.get("metadata", {}).get("name", ""))):
+            err(f"{where}: metadata.name must be a DNS label")
+        spec = o.get("spec") or {}
+        if kind in ("Issuer", "ClusterIssuer"):
+            keys_ok(f"{where}: spec", spec, CM_ISSUER)
+            if len([k for k in CM_ISSUER if k in spec]) != 1:
+                err(f"{where}: needs exactly one of {', '.join(CM_ISSUER)}")
+            if "ca" in spec:
+                keys_ok(f"{where}: spec.ca", spec["ca"], ("secretName", "crlDistributionPoints", "ocspServers", "issuingCertificateURLs"), ("secretName",))
+            if "selfSigned" in spec:
+                keys_ok(f"{where}: spec.selfSigned", spec["selfSigned"] or {}, ("crlDistributionPoints",))
+            continue
+        keys_ok(f"{where}: spec", spec, CM_CERT, ("secretName", "issuerRef"))
+        ref = spec.get("issuerRef") or {}
+        keys_ok(f"{where}: spec.issuerRef", ref, ("name", "kind", "group"), ("name",))
+        if ref.get("group", "cert-manager.io") != "cert-manager.io" or ref.get("kind", "Issuer") not in ("Issuer", "ClusterIssuer"):
+            err(f"{where}: issuerRef should be a cert-manager.io Issuer or ClusterIssuer, is {ref}")
+        if ref.get("kind", "Issuer") == "Issuer" and ref.get("name") not in issuers:
+            err(f"{where}: issuerRef names Issuer {ref.get('name')!r}, which this kustomization does not render ({sorted(issuers)})")
+        for k in ("duration", "renewBefore"):
+            if k in spec and not GO_DUR.fullmatch(str(spec[k])):
+                err(f"{where}: {k} {spec[k]!r} is not a Go duration (such as 2160h)")
+        bad = set(spec.get("usages") or []) - CM_USAGES
+        if bad:
+            err(f"{where}: unknown usages {sorted(bad)}")
+        pk = spec.get("privateKey") or {}
+        keys_ok(f"{where}: spec.privateKey", pk, ("algorithm", "size", "encoding", "rotationPolicy"))
+        sizes = {"RSA": (2048, 3072, 4096, 8192), "ECDSA": (256, 384, 521), "Ed25519": (None,)}
+        alg = pk.get("algorithm", "RSA")
+        if alg not in sizes or ("size" in pk and pk["size"] not in sizes[alg]):
+            err(f"{where}: privateKey {alg} size {pk.get('size')} (known: {sizes})")
+        if alg == "Ed25519":
+            err(f"{where}: Ed25519 keys: podgate serves RSA and ECDSA keys")
+        if pk.get("rotationPolicy", "Always") not in ("Always", "Never"):
+            err(f"{where}: privateKey.rotationPolicy must be Always or Never")
+        if not (spec.get("isCA") or spec.get("dnsNames") or spec.get("commonName") or spec.get("ipAddresses")):
+            err(f"{where}: no name (dnsNames, ipAddresses or commonName)")
+        if spec["secretName"] in {c["spec"]["secretName"] for c in certs.values()}:
+            err(f"{where}: secretName {spec['secretName']} is written by another Certificate too")
+        certs[o["metadata"]["name"]] = o
+    for iname, i in issuers.items():
+        if "ca" in (i.get("spec") or {}):
+            sec = i["spec"]["ca"].get("secretName")
+            cas = [c for c in certs.values() if c["spec"]["secretName"] == sec]
+            if cas and not cas[0]["spec"].get("isCA"):
+                err(f"{name}: Issuer/{iname} signs with Secret {sec}, whose Certificate is not isCA: true")
+    return {c["spec"]["secretName"]: c for c in certs.values()}
+
+def check_tls_wiring(name, objs):
+    by_secret = check_cert_manager(name, objs)
+    usages = lambda c: set(c["spec"].get("usages") or ["digital signature", "key encipherment"])
+    issuer = lambda c: (c["spec"]["issuerRef"].get("kind", "Issuer"), c["spec"]["issuerRef"]["name"])
+    pods = {}  # Deployment name -> (pod labels, its serving Certificate, client CA required)
+    for d in (o for o in objs if o.get("kind") == "Deployment" and not opted_out(o)):
+        pg, _ = podgate_of(d)
+        if pg is None:
+            continue
+        where = f"{name}: deployment/{d['metadata']['name']}"
+        env = {e["name"]: e.get("value") for e in pg.get("env", [])}
+        if not env.get("PODGATE_TLS_LISTEN"):
+            err(f"{where}: no PODGATE_TLS_LISTEN"); continue
+        files = tls_files(pg, d["spec"]["template"]["spec"], env, where)
+        cert = by_secret.get(files.get("PODGATE_TLS_CERT"))
+        if cert is None:
+            err(f"{where}: mounts Secret {files.get('PODGATE_TLS_CERT')!r}, which no Certificate here writes ({sorted(by_secret)})"); continue
+        if cert["spec"].get("isCA") or not usages(cert) & {"server auth", "any"} and cert["spec"].get("usages"):
+            err(f"{where}: Certificate/{cert['metadata']['name']} is not a serving certificate (usages {sorted(usages(cert))})")
+        pods[d["metadata"]["name"]] = (d["spec"]["template"]["metadata"].get("labels", {}), cert, bool(env.get("PODGATE_TLS_CLIENT_CA")))
+    services = {}
+    for svc in (o for o in objs if o.get("kind") == "Service" and not opted_out(o)):
+        sel = svc["spec"].get("selector", {})
+        for dname, (labels, cert, mtls) in pods.items():
+            if all(labels.get(k) == v for k, v in sel.items()):
+                services[svc["metadata"]["name"]] = (svc, cert, mtls)
+    for ing in (o for o in objs if o.get("kind") == "Ingress"):
+        where = f"{name}: ingress/{ing['metadata']['name']}"
+        ann = {k.removeprefix("nginx.ingress.kubernetes.io/"): v for k, v in (ing["metadata"].get("annotations") or {}).items()}
+        backends = {p["backend"]["service"]["name"] for r in ing["spec"].get("rules", []) for p in r.get("http", {}).get("paths", [])}
+        for b in sorted(backends):
+            if b not in services:
+                continue
+            svc, cert, mtls = services[b]
+            if ann.get("backend-protocol") != "HTTPS":
+                err(f"{where}: routes to {b}, whose pods speak TLS, without backend-protocol: \"HTTPS\"")
+            if ann.get("proxy-ssl-verify") != "on":
+                err(f"{where}: proxy-ssl-verify is not \"on\": the pods' certificates would not be checked")
+            sslname = ann.get("proxy-ssl-name")
+            if not sslname or sslname not in (cert["spec"].get("dnsNames") or []):
+                err(f"{where}: proxy-ssl-name {sslname!r} is not among the dnsNames of Certificate/{cert['metadata']['name']} ({cert['spec'].get('dnsNames')})")
+            elif not sslname.startswith(b + "."):
+                err(f"{where}: proxy-ssl-name {sslname!r} is not a name of Service {b}")
+            protos = set(str(ann.get("proxy-ssl-protocols", "")).split())
+            if protos - {"TLSv1.2", "TLSv1.3"} or not protos:
+                err(f"{where}: proxy-ssl-protocols {ann.get('proxy-ssl-protocols')!r}: podgate speaks TLSv1.2 and TLSv1.3 only")
+            sec = str(ann.get("proxy-ssl-secret", ""))
+            if "/" not in sec:
+                err(f"{where}: proxy-ssl-secret {sec!r} should be namespace/name"); continue
+            client = by_secret.get(sec.split("/", 1)[1])
+            if client is None:
+                err(f"{where}: proxy-ssl-secret {sec} is not written by a Certificate here ({sorted(by_secret)})"); continue
+            if issuer(client) != issuer(cert):
+                err(f"{where}: the client certificate ({issuer(client)}) and the pods' ({issuer(cert)}) come from different issuers: ca.crt would not verify the pods")
+            if mtls and not usages(client) & {"client auth", "any"}:
+                err(f"{where}: Certificate/{client['metadata']['name']} has no client auth usage, and the pods require a client certificate")
+        for p in svc["spec"]["ports"] if backends & set(services) else []:
+            if p.get("targetPort") != "https":
+                err(f"{name}: service/{svc['metadata']['name']} port {p.get('port')} targets {p.get('targetPort')!r}, not podgate's https")
+
+tls_objs = rendered.get("k8s_tls", [])
+if tls_objs:
+    check_tls_wiring("k8s/tls", tls_objs)
+    # The checks above must catch what they are for: a subPath mount, a
+    # plaintext port left declared, a name the certificate does not carry.
+    tls_dj = obj(tls_objs, "Deployment", "deploy-django")
+    for what, expect in (("subPath", "subPath mount"), ("http-port", "still declares a port named http"),
+                         ("ssl-name", "is not among the dnsNames"), ("no-tls", "podgate would serve nothing")):
+        objs = copy.deepcopy(tls_objs)
+        d = next(o for o in objs if o.get("kind") == "Deployment" and o["metadata"]["name"] == "deploy-django")
+        pg, _ = podgate_of(d)
+        if what == "subPath":
+            pg["volumeMounts"][0]["subPath"] = "tls.crt"
+        elif what == "http-port":
+            pg["ports"].append({"name": "http", "containerPort": 80})
+        elif what == "ssl-name":
+            i = next(o for o in objs if o.get("kind") == "Ingress" and o["metadata"]["name"] == "django-ingress")
+            i["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-ssl-name"] = "django.example.com"
+        else:
+            pg["env"] = [e for e in pg["env"] if e["name"] != "PODGATE_TLS_LISTEN"]
+        before = list(errors)
+        check_pod(d, "probe")
+        check_tls_wiring("probe", objs)
+        new = errors[len(before):]
+        del errors[len(before):]
+        if not any(expect in m for m in new):
+            err(f"k8s/tls self-check: a {what} mistake should fail with '{expect}', got {new}")
 
 # --- what kubernetes-validate gets: every built-in object, as rendered ------
 n = 0
