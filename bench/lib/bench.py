@@ -17,6 +17,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,9 @@ WRK_BIN = env("WRK_BIN", shutil.which("wrk") or "wrk")
 PIDFILE = env("BENCH_PIDFILE", "")
 UPSTREAM_PORT = int(env("UPSTREAM_PORT", 8000))
 PORTS = {"nginx": 18081, "haproxy": 18083, "podgate": int(env("PODGATE_PORT", 18080))}
+# The TLS scenarios' listeners (nginx `listen ... ssl`, PODGATE_TLS_LISTEN),
+# beside the plaintext ones.
+TLS_PORTS = {"nginx": int(env("NGINX_TLS_PORT", 18443)), "podgate": int(env("PODGATE_TLS_PORT", 18444))}
 PODGATE_ADMIN_PORT = int(env("PODGATE_ADMIN_PORT", 19901))
 
 NCPU = os.cpu_count() or 1
@@ -82,7 +86,24 @@ SCENARIO_DEFS = {
     "post16k_c64": ("POST", "/echo", 16384, CONNS, 16384, "throughput"),
     "get1k_c1": ("GET", "/1k", 0, 1, 1024, "latency"),
     "gzip64k_c64": ("GET", "/json64k", 0, CONNS, 65536, "throughput"),
+    "tls_get1k_c64": ("GET", "/1k", 0, CONNS, 1024, "throughput"),
+    "tls_newconn": ("GET", "/1k", 0, CONNS, 1024, "throughput"),
 }
+
+# TLS: the proxy terminates TLS (TLS 1.2 and 1.3) with the same self-signed
+# ECDSA P-256 certificate in nginx and podgate, made with openssl in the
+# work directory, and forwards in plain HTTP to the same upstream.
+# tls_get1k_c64 is get1k_c64 over 64 keep-alive TLS connections (the cost of
+# encrypting); tls_newconn opens a new TLS connection for every request
+# (wrk -H "Connection: close"), so req/s = connections/s and CPU µs/req = the
+# cost of a handshake plus one request. wrk offers the session of its
+# connection's previous handshake, so these are mostly resumed handshakes
+# (TLS 1.3 PSK with a fresh ECDHE, no certificate signature), as ingress-nginx
+# makes them to its backends (proxy_ssl_session_reuse, on by default); the
+# nginx runs record $ssl_session_reused to show the share. HAProxy and
+# direct sit these out.
+TLS_SCENARIOS = {"tls_get1k_c64", "tls_newconn"}
+NEWCONN = {"tls_newconn"}
 
 # Compression: the client sends Accept-Encoding: gzip, the upstream answers
 # 64 KiB of JSON uncompressed, and the proxy compresses it at the same level
@@ -92,7 +113,8 @@ SCENARIO_DEFS = {
 # passed through), it gives the CPU cost of compressing.
 GZIP_LEVEL = 6
 COMPRESSED = {"gzip64k_c64"}
-SCENARIO_SKIP = {"gzip64k_c64": {"haproxy", "podgate-nolog"}}
+SCENARIO_SKIP = {"gzip64k_c64": {"haproxy", "podgate-nolog"},
+                 "tls_get1k_c64": {"direct", "haproxy"}, "tls_newconn": {"direct", "haproxy"}}
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -277,12 +299,33 @@ WORK = tempfile.mkdtemp(prefix="podgate-bench-")
 LOGDIR = tempfile.mkdtemp(prefix="podgate-bench-logs-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 atexit.register(lambda: shutil.rmtree(WORK, ignore_errors=True))
 atexit.register(lambda: shutil.rmtree(LOGDIR, ignore_errors=True))
+TLS_DIR = os.path.join(WORK, "tls")
+TLS_CERT = os.path.join(TLS_DIR, "cert.pem")
+TLS_KEY = os.path.join(TLS_DIR, "key.pem")
+
+
+def make_tls_cert():
+    """A self-signed ECDSA P-256 server certificate for localhost and
+    127.0.0.1 (an end-entity certificate: CA:FALSE, serverAuth)."""
+    os.makedirs(TLS_DIR, exist_ok=True)
+    cnf = os.path.join(TLS_DIR, "openssl.cnf")
+    with open(cnf, "w") as f:
+        f.write("[req]\ndistinguished_name = dn\nprompt = no\nx509_extensions = ext\n"
+                "[dn]\nCN = localhost\n"
+                "[ext]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+                "extendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost, IP:127.0.0.1\n")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "2", "-config", cnf, "-keyout", TLS_KEY, "-out", TLS_CERT],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    if r.returncode != 0:
+        raise SystemExit("openssl could not make the TLS certificate: " + r.stdout.decode(errors="replace"))
 
 
 def write_nginx_conf():
     d = os.path.join(WORK, "nginx")
     os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
     alog = "access_log %s/access.log;" % LOGDIR if PROXY_ACCESS_LOG else "access_log off;"
+    tlog = "access_log %s/access.log tls;" % LOGDIR if PROXY_ACCESS_LOG else "access_log off;"
     cbb = "" if NGINX_CLIENT_BODY_BUFFER == "default" else "client_body_buffer_size %s;" % NGINX_CLIENT_BODY_BUFFER
     conf = f"""# The classic sidecar: one worker, proxy_pass to the app on loopback,
 # HTTP/1.1 keep-alive to the upstream.
@@ -301,6 +344,8 @@ http {{
   keepalive_timeout 75s;
   keepalive_requests 1000000;
   {cbb}
+  # The TLS server's lines also say whether the handshake resumed a session.
+  log_format tls '$remote_addr [$time_local] "$request" $status $body_bytes_sent $ssl_protocol $ssl_cipher reused=$ssl_session_reused';
   # Only the gzip64k_c64 scenario asks for it (Accept-Encoding + JSON).
   gzip on;
   gzip_types application/json;
@@ -315,6 +360,25 @@ http {{
   }}
   server {{
     listen 127.0.0.1:{PORTS['nginx']} backlog=4096;
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+  }}
+  # The TLS scenarios: the same proxying behind TLS 1.2/1.3 on the same
+  # certificate as podgate's PODGATE_TLS_CERT/KEY (nginx's defaults
+  # otherwise: no session cache, session tickets on).
+  server {{
+    listen 127.0.0.1:{TLS_PORTS['nginx']} ssl backlog=4096;
+    ssl_certificate {TLS_CERT};
+    ssl_certificate_key {TLS_KEY};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    {tlog}
     location / {{
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -373,9 +437,11 @@ for spec in EXTRA_PODGATES:
     PODGATES[name] = (path, not name.endswith("-nolog"))
 
 
-def target_port(t):
+def target_port(t, sc=None):
     if t == "direct":
         return UPSTREAM_PORT
+    if sc in TLS_SCENARIOS:
+        return TLS_PORTS["podgate" if t in PODGATES else t]
     if t in PODGATES:
         return PORTS["podgate"]
     return PORTS[t]
@@ -391,6 +457,9 @@ def podgate_env(access_log, sc=None):
     })
     if sc in COMPRESSED:
         e["PODGATE_COMPRESSION"] = "gzip"
+    if sc in TLS_SCENARIOS:
+        e.update({"PODGATE_TLS_LISTEN": "127.0.0.1:%d" % TLS_PORTS["podgate"],
+                  "PODGATE_TLS_CERT": TLS_CERT, "PODGATE_TLS_KEY": TLS_KEY})
     for kv in PODGATE_EXTRA_ENV:
         k, _, v = kv.partition("=")
         e[k] = v
@@ -416,10 +485,10 @@ def start_target(t, cpus, sc=None):
             raise RuntimeError("unknown target %s" % t)
     finally:
         out.close()
-    if not wait_port(target_port(t), p):
+    if not wait_port(target_port(t, sc), p):
         stop(p)
         tail = open(logf, "rb").read()[-2000:].decode(errors="replace")
-        raise RuntimeError("%s did not start listening on :%d; output:\n%s" % (t, target_port(t), tail))
+        raise RuntimeError("%s did not start listening on :%d; output:\n%s" % (t, target_port(t, sc), tail))
     return p, logf
 
 
@@ -448,6 +517,28 @@ def count_log_lines(t, logf):
     return n
 
 
+def nginx_tls_log():
+    """What nginx's TLS access log says: the share of requests on a resumed
+    session, and the protocol most used."""
+    n = reused = 0
+    protos = {}
+    try:
+        with open(os.path.join(LOGDIR, "access.log"), "rb") as f:
+            for line in f:
+                parts = line.split()
+                if not parts or not parts[-1].startswith(b"reused="):
+                    continue
+                n += 1
+                reused += parts[-1] == b"reused=r"
+                protos[parts[-3]] = protos.get(parts[-3], 0) + 1
+    except OSError:
+        return {}
+    if not n:
+        return {}
+    return {"tls_logged": n, "tls_reused_frac": reused / n,
+            "tls_protocol": max(protos, key=protos.get).decode(errors="replace")}
+
+
 def clear_logs():
     for f in os.listdir(LOGDIR):
         try:
@@ -456,10 +547,21 @@ def clear_logs():
             pass
 
 
-def sanity(port, method, path, req_bytes, expect_bytes, gzip=False):
+def tls_client_context():
+    """Trusts the benchmark's certificate and nothing else; TLS 1.2+."""
+    ctx = ssl.create_default_context(cafile=TLS_CERT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def sanity(port, method, path, req_bytes, expect_bytes, gzip=False, tls=False):
     """One request; None if the answer is right. With gzip, the answer must
-    be gzip-encoded and decode to expect_bytes."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    be gzip-encoded and decode to expect_bytes. With tls, over TLS, checking
+    the server's certificate is the benchmark's."""
+    if tls:
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=tls_client_context())
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         body = b"p" * req_bytes if req_bytes else None
         hdrs = {"Content-Type": "application/octet-stream"} if body else {}
@@ -481,12 +583,15 @@ def sanity(port, method, path, req_bytes, expect_bytes, gzip=False):
         c.close()
 
 
-def run_wrk(seconds, conns, method, req_bytes, url, cpus, out_path, accept_encoding=""):
+def run_wrk(seconds, conns, method, req_bytes, url, cpus, out_path, accept_encoding="", headers=()):
     threads = max(1, min(conns, len(cpuset(cpus))))
     envv = dict(os.environ, BENCH_METHOD=method, BENCH_BODY_BYTES=str(req_bytes),
                 BENCH_ACCEPT_ENCODING=accept_encoding)
     argv = ["taskset", "-c", cpus, WRK_BIN, "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds,
-            "--timeout", "5s", "-s", os.path.join(HERE, "wrk_report.lua"), url]
+            "--timeout", "5s", "-s", os.path.join(HERE, "wrk_report.lua")]
+    for h in headers:
+        argv += ["-H", h]
+    argv.append(url)
     try:
         r = subprocess.run(argv, env=envv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=seconds + 30, start_new_session=True)
@@ -553,23 +658,25 @@ def measure_one(rnd, sc, t, upstream, attempt):
         return rec
     gz = sc in COMPRESSED and t != "direct"
     ae = "gzip" if sc in COMPRESSED else ""
+    tls = sc in TLS_SCENARIOS
+    hdrs = ("Connection: close",) if sc in NEWCONN else ()
     try:
-        port = target_port(t)
-        err = sanity(port, method, path, req_bytes, expect, gzip=gz)
+        port = target_port(t, sc)
+        err = sanity(port, method, path, req_bytes, expect, gzip=gz, tls=tls)
         if err:
             rec["why"] = "sanity check failed: " + err
             return rec
-        url = "http://127.0.0.1:%d%s" % (port, path)
+        url = "%s://127.0.0.1:%d%s" % ("https" if tls else "http", port, path)
         tag = "r%d-%s-%s-a%d" % (rnd, sc, t, attempt)
         if WARMUP > 0:
-            run_wrk(WARMUP, conns, method, req_bytes, url, lcpus, None, ae)
+            run_wrk(WARMUP, conns, method, req_bytes, url, lcpus, None, ae, hdrs)
         base_lines = count_log_lines(t, logf)
         p0 = proc_snapshot(p.pid) if p else None
         u0 = proc_snapshot(upstream.pid)
         c0, own0 = cpu_stat(), own_ticks()
         t0 = time.monotonic()
         res, why = run_wrk(DURATION, conns, method, req_bytes, url, lcpus, os.path.join(BENCH_RAW_DIR, tag + ".wrk.txt"),
-                           ae)
+                           ae, hdrs)
         t1 = time.monotonic()
         c1, own1 = cpu_stat(), own_ticks()
         p1 = proc_snapshot(p.pid) if p else None
@@ -604,6 +711,8 @@ def measure_one(rnd, sc, t, upstream, attempt):
             })
             time.sleep(0.3)  # let the log writer catch up before counting
             rec["log_lines"] = count_log_lines(t, logf) - base_lines
+            if tls and t == "nginx":
+                rec.update(nginx_tls_log())
         busy = c1["busy"] - c0["busy"]
         rec["foreign_cpu_pct"] = round(max(0.0, 100.0 * (busy - ours) / CLK_TCK / (t1 - t0)), 1)
         rec["steal_pct"] = round(100.0 * (c1["steal"] - c0["steal"]) / max(1, c1["total"] - c0["total"]), 2)
@@ -796,6 +905,7 @@ def main():
     if PIN == "1":
         os.sched_setaffinity(0, cpuset(LOADGEN_CPUS))  # keep this driver off the proxy's CPU
     RAW = open(os.path.join(BENCH_RAW_DIR, "runs.jsonl"), "w")
+    make_tls_cert()  # nginx's configuration names it whatever the scenarios
     NGINX_DIR = write_nginx_conf()
     HAPROXY_DIR = write_haproxy_conf()
 
@@ -810,7 +920,7 @@ def main():
     for sc in SCENARIOS:
         if sc not in SCENARIO_DEFS:
             raise SystemExit("unknown scenario %r (known: %s)" % (sc, " ".join(SCENARIO_DEFS)))
-    for port in sorted({target_port(t) for t in targets} | {UPSTREAM_PORT, PODGATE_ADMIN_PORT}):
+    for port in sorted({target_port(t, sc) for t in targets for sc in SCENARIOS + [None]} | {UPSTREAM_PORT, PODGATE_ADMIN_PORT}):
         if port_open(port):
             raise SystemExit("port %d is already in use; stop what holds it first" % port)
 

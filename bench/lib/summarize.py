@@ -17,7 +17,10 @@ SC_TITLES = {
     "post16k_c64": "POST 16 KiB echo × 64 conns",
     "get1k_c1": "GET 1 KiB × 1 conn",
     "gzip64k_c64": "GET 64 KiB JSON, gzip × 64 conns",
+    "tls_get1k_c64": "TLS: GET 1 KiB × 64 conns",
+    "tls_newconn": "TLS: new connection per GET 1 KiB × 64",
 }
+TLS_SCENARIOS = {"tls_get1k_c64", "tls_newconn"}
 COMPRESSED = {"gzip64k_c64"}
 MIB = 1024.0
 
@@ -134,6 +137,34 @@ def summarize(path):
                     fmt(cpu, 1), ratio(cpu, ng.m("proxy_cpu_us_per_req") if ng and t != "direct" else None),
                     fmt(user, 1), fmt(ksys, 1),
                     fmt(x.m("proxy_cpu_pct"), 0), fmt(_mib(x.m("proxy_hwm_kb")), 1), x.n))
+        w("")
+
+    # ---------------------------------------------------------------- TLS
+    tl = [sc for sc in scenarios if sc in TLS_SCENARIOS]
+    if tl:
+        w("## TLS\n")
+        w("The proxy terminates TLS 1.2/1.3 with the same self-signed ECDSA P-256 certificate (nginx: `listen ssl`, "
+          "`ssl_protocols TLSv1.2 TLSv1.3`; podgate: PODGATE_TLS_LISTEN/CERT/KEY) and forwards plain HTTP to the same upstream. "
+          "Keep-alive: the 64 connections stay open, so CPU µs/req is the cost of encrypting 1 KiB (compare with the plaintext "
+          "GET 1 KiB × 64 above). New connection per request (wrk `-H \"Connection: close\"`): req/s = TLS connections/s and "
+          "CPU µs/req = CPU per handshake + one request. wrk offers the previous session on each new connection; "
+          "*resumed* is the share nginx's log shows as resumed (`$ssl_session_reused`).\n")
+        w("| scenario | target | req/s (= conn/s when new) | ×nginx | CPU µs/req (= per handshake when new) | CPU ×nginx | p50 ms | p99 ms | protocol | resumed | runs |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+        for sc in tl:
+            ng = c(sc, "nginx")
+            for t in targets:
+                x = c(sc, t)
+                if not x:
+                    continue
+                cpu = x.m("proxy_cpu_us_per_req")
+                reused = x.m("tls_reused_frac")
+                proto = sorted({r.get("tls_protocol") for r in x.runs if r.get("tls_protocol")})
+                w("| %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                    SC_TITLES.get(sc, sc), t, x.flag, fmt(x.m("rps")), ratio(x.m("rps"), ng.m("rps") if ng else None),
+                    fmt(cpu, 1), ratio(cpu, ng.m("proxy_cpu_us_per_req") if ng else None),
+                    fmt(_ms(x.m("p50_us")), 2), fmt(_ms(x.m("p99_us")), 2), ", ".join(proto) or "—",
+                    "%.0f%%" % (100 * reused) if reused is not None else "—", x.n))
         w("")
 
     # ---------------------------------------------------------------- compression
