@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — podgate vs direct vs nginx (vs HAProxy) on loopback, with wrk.
 #
-#   bash bench/run.sh                  # full run: 3 rounds × 10 s (≈ 25 min on 2 CPUs)
+#   bash bench/run.sh                  # full run: 3 rounds × 10 s (≈ 30 min on 2 CPUs)
 #   QUICK=1 bash bench/run.sh          # smoke run: 1 round × 3 s, 3 start-ups, 2,000 idle conns
 #   SCENARIOS="get1k_c64" TARGETS="direct nginx podgate" bash bench/run.sh
 #
@@ -9,7 +9,11 @@
 #
 # Knobs (environment, defaults in brackets):
 #   DURATION [10]  WARMUP [2]  ROUNDS [3]  CONNS [64]   QUICK [0]: 1 = DURATION=3 ROUNDS=1
-#   SCENARIOS ["get1k_c64 get64k_c64 post16k_c64 get1k_c1 gzip64k_c64"]
+#   SCENARIOS ["get1k_c64 get64k_c64 post16k_c64 get1k_c1 gzip64k_c64 tls_get1k_c64 tls_newconn"]
+#              tls_*: nginx and podgate terminating TLS on the same self-signed ECDSA
+#              P-256 certificate (openssl, in the work directory): tls_get1k_c64 over
+#              64 keep-alive TLS connections, tls_newconn a new TLS connection per
+#              request (wrk -H "Connection: close": req/s = connections/s)
 #   TARGETS ["direct nginx haproxy podgate podgate-nolog"]
 #   EXTRAS ["idle startup conns10k"]: idle RSS, start-up time, N idle keep-alive connections ("" = none)
 #   IDLE_CONNS [10000]  IDLE_CONNS_TARGETS ["podgate nginx haproxy"]  STARTUP_RUNS [15]
@@ -31,6 +35,7 @@
 #   PGO [1]: 0 = a plain `cargo build --release` of podgate instead
 #   INSTALL [1]: apt-get install wrk nginx-light haproxy when missing
 #   UPSTREAM_PORT [8000]  PODGATE_PORT [18080]  PODGATE_ADMIN_PORT [19901]
+#   NGINX_TLS_PORT [18443]  PODGATE_TLS_PORT [18444]: the TLS scenarios' listeners
 #
 # Only 127.0.0.1 is used. Every process started here is stopped on exit (by
 # PID / its own process group), and every load run is bounded by DURATION.
@@ -61,6 +66,7 @@ command -v nginx >/dev/null || need+=(nginx-light)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+command -v openssl >/dev/null || need+=(openssl)
 [[ ${BUILD:-1} == 1 ]] && ! command -v musl-gcc >/dev/null && need+=(musl-tools)
 [[ ${BUILD:-1} == 1 && ${PGO:-1} == 1 ]] && ! command -v h2load >/dev/null && need+=(nghttp2-client)
 if ((${#need[@]})); then

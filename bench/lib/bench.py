@@ -39,7 +39,7 @@ DURATION = int(env("DURATION", 10))
 WARMUP = int(env("WARMUP", 2))
 ROUNDS = int(env("ROUNDS", 3))
 CONNS = int(env("CONNS", 64))
-SCENARIOS = env("SCENARIOS", "get1k_c64 get64k_c64 post16k_c64 get1k_c1 gzip64k_c64").split()
+SCENARIOS = env("SCENARIOS", "get1k_c64 get64k_c64 post16k_c64 get1k_c1 gzip64k_c64 tls_get1k_c64 tls_newconn").split()
 TARGETS = env("TARGETS", "direct nginx haproxy podgate podgate-nolog").split()
 EXTRAS = os.environ.get("EXTRAS", "idle startup conns10k").split()  # EXTRAS= (empty): none
 EXTRA_PODGATES = env("EXTRA_PODGATES", "").split()  # name=/path/to/binary
