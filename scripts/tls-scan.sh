@@ -59,7 +59,14 @@ if [[ ! -x $PODGATE_BIN ]]; then
     log "no podgate at $PODGATE_BIN: cargo build --release --bin podgate"
     cargo build --release --quiet --bin podgate || die "build failed"
 fi
-"$PODGATE_BIN" config 2>/dev/null | grep -q PODGATE_TLS_LISTEN || die "$PODGATE_BIN has no TLS listener (PODGATE_TLS_LISTEN)"
+# (the whole output first: grep -q closing the pipe early would fail it under pipefail)
+pg_config=$(env -i PATH=/usr/bin:/bin "$PODGATE_BIN" config 2>&1 || true)
+grep -q PODGATE_TLS_LISTEN <<<"$pg_config" || die "$PODGATE_BIN has no TLS listener (no PODGATE_TLS_LISTEN in 'podgate config')"
+
+for kind in $KEYS; do
+    case $kind in rsa | ecdsa) ;; *) die "KEYS: unknown key type '$kind' (accepted: rsa, ecdsa)" ;; esac
+done
+[[ -n ${KEYS// /} ]] || die "KEYS is empty (accepted: rsa, ecdsa, or both)"
 
 WORK=$(mktemp -d /tmp/podgate-tls-scan.XXXXXX)
 mkdir -p "$SCAN_OUT"
@@ -156,7 +163,7 @@ alpn() { # alpn DIR OFFER
     out=$(timeout 10 openssl s_client -connect 127.0.0.1:$PORT -servername localhost -CAfile "$1/ca.crt" \
         -alpn "$2" </dev/null 2>&1 || true)
     if grep -q '^ALPN protocol:' <<<"$out"; then
-        sed -n 's/^ALPN protocol: //p' <<<"$out" | head -n 1
+        grep -m 1 '^ALPN protocol:' <<<"$out" | sed 's/^ALPN protocol: //'
     elif grep -q 'No ALPN negotiated' <<<"$out"; then
         echo "none"
     else
