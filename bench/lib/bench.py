@@ -920,7 +920,8 @@ def main():
     for sc in SCENARIOS:
         if sc not in SCENARIO_DEFS:
             raise SystemExit("unknown scenario %r (known: %s)" % (sc, " ".join(SCENARIO_DEFS)))
-    for port in sorted({target_port(t, sc) for t in targets for sc in SCENARIOS + [None]} | {UPSTREAM_PORT, PODGATE_ADMIN_PORT}):
+    ports = {target_port(t, sc) for t in targets for sc in SCENARIOS + [None] if t not in SCENARIO_SKIP.get(sc, ())}
+    for port in sorted(ports | {UPSTREAM_PORT, PODGATE_ADMIN_PORT}):
         if port_open(port):
             raise SystemExit("port %d is already in use; stop what holds it first" % port)
 
