@@ -18,12 +18,17 @@
 # and Mozilla's "intermediate" configuration. Then ALPN (h2, http/1.1,
 # unknown) and one run with PODGATE_TLS_CLIENT_CA: a handshake without a
 # client certificate must fail, one with a certificate from the CA succeed.
+# With nginx installed, that run is also reached the way ingress-nginx reaches
+# a pod with k8s/tls's annotations (the proxy_ssl_* directives it generates
+# from backend-protocol HTTPS, proxy-ssl-secret, -verify, -name, -server-name,
+# -protocols): it must get through, and fail with a wrong proxy-ssl-name or
+# without the client certificate.
 #
 # Fails (exit 1) when podgate accepts anything but TLS 1.2 and 1.3, when a
 # vulnerability check is positive, or when ALPN / mTLS behave otherwise than
 # documented. Raw sslyze JSON: $SCAN_OUT (default /tmp/podgate-tls-scan).
 #
-# Knobs: KEYS ["rsa ecdsa"], PODGATE_BIN [target/release/podgate; built when
+# Knobs: KEYS ["rsa ecdsa"], NGINX_BIN [nginx on PATH or /usr/sbin/nginx; none = skip the ingress step], PODGATE_BIN [target/release/podgate; built when
 # missing], SSLYZE_PKG [sslyze==6.3.1], SCAN_PORT [18643], SCAN_OUT.
 # Only 127.0.0.1 is used; podgate and the app are stopped on exit.
 set -euo pipefail
@@ -34,7 +39,7 @@ cd "$ROOT"
 KEYS=${KEYS:-rsa ecdsa}
 SSLYZE_PKG=${SSLYZE_PKG:-sslyze==6.3.1}
 PORT=${SCAN_PORT:-18643}
-PLAIN_PORT=$((PORT + 1)) ADMIN_PORT=$((PORT + 2)) APP_PORT=$((PORT + 3))
+PLAIN_PORT=$((PORT + 1)) ADMIN_PORT=$((PORT + 2)) APP_PORT=$((PORT + 3)) INGRESS_PORT=$((PORT + 4))
 SCAN_OUT=${SCAN_OUT:-/tmp/podgate-tls-scan}
 PODGATE_BIN=${PODGATE_BIN:-$ROOT/target/release/podgate}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
@@ -120,7 +125,7 @@ EOF
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectAltName = DNS:localhost, DNS:django-service.default.svc, IP:127.0.0.1
 authorityKeyIdentifier = keyid
 EOF
     cat >"$d/client.cnf" <<'EOF'
@@ -171,6 +176,59 @@ alpn() { # alpn DIR OFFER
     fi
 }
 
+# ingress-nginx in front of the pod, as k8s/tls/ingress.yaml configures it:
+# three servers, one per case, each printing the status a client gets.
+NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
+ingress_check() { # ingress_check DIR -> "OK WRONG_NAME NO_CLIENT_CERT" (HTTP status codes)
+    local d=$1 n=$1/nginx ng i codes=()
+    [[ -x $NGINX_BIN ]] || { echo "skipped"; return 0; }
+    mkdir -p "$n/tmp"
+    # ingress-nginx writes the proxy-ssl-secret's tls.crt and tls.key into one file.
+    cat "$d/client.crt" "$d/client.key" >"$n/client.pem"
+    server() { # server PORT NAME WITH_CLIENT_CERT
+        local cert=""
+        [[ $3 == 1 ]] && cert="proxy_ssl_certificate $n/client.pem; proxy_ssl_certificate_key $n/client.pem;"
+        cat <<EOF
+  server {
+    listen 127.0.0.1:$1;
+    location / {
+      proxy_pass https://127.0.0.1:$PORT;
+      $cert
+      proxy_ssl_trusted_certificate $d/ca.crt;
+      proxy_ssl_verify on;
+      proxy_ssl_verify_depth 1;
+      proxy_ssl_name $2;
+      proxy_ssl_server_name on;
+      proxy_ssl_protocols TLSv1.2 TLSv1.3;
+      proxy_ssl_session_reuse on;
+    }
+  }
+EOF
+    }
+    {
+        echo "worker_processes 1; pid $n/nginx.pid; error_log $n/error.log warn; events { worker_connections 64; }"
+        echo "http { access_log off; client_body_temp_path $n/tmp/body; proxy_temp_path $n/tmp/proxy;"
+        echo "  fastcgi_temp_path $n/tmp/fastcgi; uwsgi_temp_path $n/tmp/uwsgi; scgi_temp_path $n/tmp/scgi;"
+        server "$INGRESS_PORT" django-service.default.svc 1
+        server "$((INGRESS_PORT + 1))" flask-service.default.svc 1
+        server "$((INGRESS_PORT + 2))" django-service.default.svc 0
+        echo "}"
+    } >"$n/nginx.conf"
+    timeout 120 "$NGINX_BIN" -p "$n" -c "$n/nginx.conf" -g 'daemon off;' >"$n/stdout.log" 2>&1 &
+    ng=$!
+    PIDS+=("$ng")
+    if ! wait_port "$INGRESS_PORT" "$ng"; then
+        sed 's/^/    /' "$n/stdout.log" "$n/error.log" >&2 2>/dev/null || true
+        echo "nginx did not start"; return 0
+    fi
+    for i in 0 1 2; do
+        codes+=("$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$((INGRESS_PORT + i))/" || true)")
+    done
+    kill "$ng" 2>/dev/null || true
+    wait "$ng" 2>/dev/null || true
+    echo "${codes[*]}"
+}
+
 FAIL=0
 SUMMARY=$WORK/summary.md
 : >"$SUMMARY"
@@ -208,13 +266,14 @@ for kind in $KEYS; do
     with_cert=$(curl -s --cacert "$d/ca.crt" --cert "$d/client.crt" --key "$d/client.key" -o /dev/null \
         -w '%{http_code}' --max-time 5 --resolve localhost:$PORT:127.0.0.1 "https://localhost:$PORT/" 2>&1; echo " exit $?")
     failures=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^podgate_tls_handshake_failures_total' | tr '\n' ' ' || true)
+    ingress=$(ingress_check "$d")
     stop_podgate
 
     if ! "$VENV/bin/python" - "$json" "$kind" "$a_h2" "$a_h1" "$a_both" "$a_other" "$h2" "$no_cert" "$with_cert" \
-        "$failures" "$moz" >>"$SUMMARY" <<'PYEOF'
+        "$failures" "$moz" "$ingress" >>"$SUMMARY" <<'PYEOF'
 import json, sys
 
-path, kind, a_h2, a_h1, a_both, a_other, h2, no_cert, with_cert, failures, moz = sys.argv[1:12]
+path, kind, a_h2, a_h1, a_both, a_other, h2, no_cert, with_cert, failures, moz, ingress = sys.argv[1:13]
 doc = json.load(open(path))
 res = doc["server_scan_results"][0]
 if res.get("scan_status") != "COMPLETED":
@@ -324,6 +383,16 @@ print(f"  - podgate_tls_handshake_failures_total after that (client_closed inclu
       f"{failures.strip() or '(no series)'}")
 if no_cert.split()[0] not in ("000",) or not with_cert.startswith("200"):
     bad.append(f"mTLS: without a certificate {no_cert}, with one {with_cert}")
+if ingress == "skipped":
+    print("- as ingress-nginx with k8s/tls's annotations: skipped (no nginx here)")
+else:
+    codes = ingress.split()
+    print(f"- as ingress-nginx with k8s/tls's annotations (nginx proxy_ssl_verify on, proxy_ssl_name, client certificate, "
+          f"TLSv1.2 TLSv1.3): → HTTP {codes[0] if codes else ingress}; with proxy-ssl-name flask-service.default.svc "
+          f"(a name the pod's certificate lacks) → {codes[1] if len(codes) > 1 else '?'}; without proxy-ssl-secret's "
+          f"client certificate → {codes[2] if len(codes) > 2 else '?'}")
+    if codes != ["200", "502", "502"]:
+        bad.append(f"ingress-nginx directives: got {ingress}, expected 200 502 502")
 print("- Mozilla \"intermediate\" profile, sslyze --mozilla_config=intermediate (a private CA is expected to fail "
       "certificate_path_validation: the public trust stores do not know it):")
 for line in moz.splitlines():
