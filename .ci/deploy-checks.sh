@@ -1109,6 +1109,8 @@ ldd_out=$(ldd "$BIN" 2>&1 || true)
 echo "$ldd_out" | grep -Eq 'not a dynamic executable|statically linked' \
     || fail "ldd finds shared libraries in $BIN: $ldd_out"
 size=$(stat -c %s "$BIN")
+# The image is this binary FROM scratch: it must stay under 10 MB.
+[ "$size" -lt 10000000 ] || fail "$BIN is $size bytes: the image must stay under 10 MB"
 ok "$BIN is static: $(awk -v s="$size" 'BEGIN {printf "%.1f MiB (%d bytes)", s / 1048576, s}')"
 
 # Run it with a clean environment, as in the image.
