@@ -325,20 +325,27 @@ async fn after_body<F: Future>(
     let Some(upload) = upload else {
         return tokio::time::timeout(limit, fut).await.map_err(|_| ());
     };
+    // One timer, moved as the upload goes: as cheap as a plain timeout.
     tokio::pin!(fut);
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    let mut sent = false;
     loop {
-        let wait = limit.saturating_sub(upload.idle());
         tokio::select! {
             r = &mut fut => return Ok(r),
-            _ = upload.done.notified() => break,
-            _ = tokio::time::sleep(wait) => {
-                if upload.idle() >= limit {
+            _ = upload.done.notified(), if !sent => {
+                sent = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+            }
+            _ = &mut deadline => {
+                let idle = upload.idle();
+                if sent || idle >= limit {
                     return Err(());
                 }
+                deadline.as_mut().reset(tokio::time::Instant::now() + (limit - idle));
             }
         }
     }
-    tokio::time::timeout(limit, fut).await.map_err(|_| ())
 }
 
 fn is_retryable(e: &SendError) -> bool {
