@@ -22,8 +22,10 @@ use crate::health::{self, CheckMode};
     about = "HTTP sidecar proxy for a web app in a Kubernetes pod",
     long_about = "podgate forwards the pod's port (PODGATE_LISTEN, default 0.0.0.0:80) to the app on \
 127.0.0.1 (PODGATE_APP_PORT, default 8000), with health probes, access logs, header \
-normalisation, Prometheus metrics and a graceful drain on SIGTERM. It is configured only by \
-PODGATE_* environment variables: run `podgate config` to list them with their values.\n\n\
+normalisation, Prometheus metrics and a graceful drain on SIGTERM; optionally TLS on a second \
+port (PODGATE_TLS_LISTEN, PODGATE_TLS_CERT, PODGATE_TLS_KEY; certificates reloaded without a \
+restart). It is configured only by PODGATE_* environment variables: run `podgate config` to list \
+them with their values.\n\n\
 With no subcommand, podgate runs the proxy.",
     after_help = "Examples:\n  kubectl exec POD -c podgate -- podgate status\n  kubectl exec POD -c podgate -- podgate check\n  kubectl exec POD -c podgate -- podgate config\n  podgate migrate-nginx default.conf   # the env block from an nginx sidecar's config"
 )]
@@ -42,8 +44,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate the configuration and try the app now; exits 1 if the app does
-    /// not answer (usable as an exec probe).
+    /// Validate the configuration (TLS files included) and try the app now;
+    /// exits 1 if the app does not answer (usable as an exec probe). Warns
+    /// when the TLS certificate expires within 7 days.
     Check,
     /// Print the effective configuration: every variable, its value, and
     /// whether it came from the environment or the default.
