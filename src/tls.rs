@@ -71,9 +71,7 @@ impl TlsError {
             TlsError::BadCa { .. } => "TLS_CLIENT_CA",
         }
     }
-}
 
-impl TlsError {
     /// What the variable should have held, for `VarError::expected`.
     pub fn expected(&self) -> String {
         match self {

@@ -91,41 +91,14 @@ impl Ca {
 /// symlinks through `..data`, which points at a timestamped directory and
 /// is swapped atomically on update.
 struct SecretDir {
-    root: tempdir::Dir,
+    root: TempDir,
     version: u32,
-}
-
-mod tempdir {
-    use std::path::{Path, PathBuf};
-    pub struct Dir(pub PathBuf);
-    impl Dir {
-        pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!(
-                "podgate-tls-{tag}-{}-{:?}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 impl SecretDir {
     fn new(tag: &str, files: &[(&str, &str)]) -> Self {
         let mut d = SecretDir {
-            root: tempdir::Dir::new(tag),
+            root: TempDir::new(&format!("tls-{tag}")),
             version: 0,
         };
         d.update(files);
